@@ -1,0 +1,1 @@
+"""trading_assets: a Dagster lineage graph for daily market data and trading analytics."""

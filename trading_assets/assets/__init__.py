@@ -1,0 +1,1 @@
+"""Software-defined assets. Thin: read inputs, call trading_assets.core, attach metadata, return."""

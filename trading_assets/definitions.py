@@ -1,0 +1,50 @@
+"""The one Definitions object: assets, checks, jobs, schedules, sensors and resources per deployment.
+
+TRADING_ASSETS_DEPLOYMENT picks the resource set: ``local`` (DuckDB file, default) or ``prod``.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from trading_assets import settings
+from trading_assets.assets.prices import raw_prices
+from trading_assets.assets.universe import symbols
+from trading_assets.jobs import ALL_JOBS
+from trading_assets.resources import PriceSourceResource, UniverseResource
+from trading_assets.storage.duckdb_io import DuckDBIOManager
+
+
+def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
+    """dg.EnvVar when the variable is set (the UI then shows where a value came from), else the default."""
+    return dg.EnvVar(name) if settings.env(name) is not None else default
+
+
+def local_resources() -> dict[str, object]:
+    source = settings.choice(settings.PRICE_SOURCE, settings.DEFAULT_PRICE_SOURCE, settings.PRICE_SOURCES)
+    return {
+        "io_manager": DuckDBIOManager(database=_env_or(settings.DUCKDB_PATH, settings.DEFAULT_DUCKDB_PATH)),
+        "price_source": PriceSourceResource(
+            kind=source,
+            path=_env_or(settings.PRICES_PATH, None),
+            yahoo_base_url=_env_or(settings.YAHOO_BASE_URL, None),
+        ),
+        "universe": UniverseResource(spec=_env_or(settings.UNIVERSE, None), price_source_kind=source),
+    }
+
+
+def resources_for(deployment: str) -> dict[str, object]:
+    if deployment == "local":
+        return local_resources()
+    raise settings.ConfigurationError(
+        f"{settings.DEPLOYMENT}={deployment!r}: the prod deployment (Parquet on S3) is not built yet; use 'local'"
+    )
+
+
+DEPLOYMENT = settings.choice(settings.DEPLOYMENT, settings.DEFAULT_DEPLOYMENT, settings.DEPLOYMENTS)
+
+defs = dg.Definitions(
+    assets=[symbols, raw_prices],
+    jobs=ALL_JOBS,
+    resources=resources_for(DEPLOYMENT),
+)

@@ -1,0 +1,45 @@
+"""The configuration interface: environment variable names scripts and people rely on, with defaults.
+
+Documented in README "Configuration". Read once at definitions load time.
+"""
+
+from __future__ import annotations
+
+import os
+
+DEPLOYMENT = "TRADING_ASSETS_DEPLOYMENT"  # local (default) | prod
+DUCKDB_PATH = "TRADING_ASSETS_DUCKDB_PATH"  # the DuckDB file of the local deployment
+PRICE_SOURCE = "TRADING_ASSETS_PRICE_SOURCE"  # sample (local default) | files | yahoo
+PRICES_PATH = "TRADING_ASSETS_PRICES_PATH"  # input of the files source
+UNIVERSE = "TRADING_ASSETS_UNIVERSE"  # CSV path with a symbol column, or "AAPL,MSFT,..."
+CALENDAR = "TRADING_ASSETS_CALENDAR"  # exchange_calendars code: XNYS (default), XASX, XLON, ...
+START_DATE = "TRADING_ASSETS_START_DATE"  # first partition, YYYY-MM-DD
+YAHOO_BASE_URL = "TRADING_ASSETS_YAHOO_BASE_URL"  # optional mirror/proxy of Yahoo's API (tests use a local one)
+
+DEFAULT_DEPLOYMENT = "local"
+DEFAULT_DUCKDB_PATH = "data/trading_assets.duckdb"
+DEFAULT_PRICE_SOURCE = "sample"
+DEFAULT_CALENDAR = "XNYS"
+# The shared real data starts on the first session of 2000; a full-history backfill needs it.
+DEFAULT_START_DATE = "2000-01-03"
+
+DEPLOYMENTS = ("local", "prod")
+PRICE_SOURCES = ("sample", "files", "yahoo")
+
+
+class ConfigurationError(ValueError):
+    """A TRADING_ASSETS_* variable has a value the project cannot use."""
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """The variable's value with surrounding blanks removed; unset or blank gives ``default``."""
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env(name, default)
+    assert value is not None
+    if value not in allowed:
+        raise ConfigurationError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+    return value
