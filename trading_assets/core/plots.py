@@ -1,0 +1,105 @@
+"""Small PNG charts for asset metadata: rendered off-screen, embedded as markdown data URIs.
+
+Figures are drawn on the Agg canvas directly, never through pyplot: no global backend switch, no
+display needed, and no pyplot figure registry shared between threads of a run.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping
+
+import matplotlib.dates as mdates
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# Low resolution keeps six years of sessions well under 200 KB inside Dagster run metadata.
+PLOT_DPI = 90
+PLOT_SIZE_INCHES = (10.0, 4.0)
+
+ENVIRONMENT_COLORS: Mapping[str, str] = {
+    "A": "#2ca02c",  # green: aggressive
+    "B": "#bcdf8a",  # light green: normal
+    "C": "#ffbf66",  # orange: defensive
+    "D": "#e8575a",  # red: avoid
+}
+UNCLASSIFIED_COLOR = "#d0d0d0"
+ENVIRONMENT_LABELS: Mapping[str, str] = {
+    "A": "A aggressive",
+    "B": "B normal",
+    "C": "C defensive",
+    "D": "D avoid",
+}
+
+
+class PlotInputError(ValueError):
+    """Nothing to plot, or the frame lacks the columns a chart needs."""
+
+
+def environment_plot_png(env_df: pd.DataFrame) -> bytes:
+    """SPY close over time on a background shaded by the session's environment (A/B/C/D; grey where
+    it is unclassified). Takes compute_market_environment's frame (date, spy_close, environment)."""
+    absent = [c for c in ("date", "spy_close", "environment") if c not in env_df.columns]
+    if absent:
+        raise PlotInputError(f"environment frame lacks column(s) {absent}")
+    frame = env_df.sort_values("date")
+    if frame.empty:
+        raise PlotInputError("no sessions to plot")
+    x = mdates.date2num(pd.to_datetime(frame["date"]).to_numpy())
+    env = frame["environment"].where(frame["environment"].isin(list(ENVIRONMENT_COLORS)), None)
+    env = env.to_numpy(dtype=object)
+    spy = pd.to_numeric(frame["spy_close"], errors="coerce").to_numpy(dtype="float64")
+
+    fig = Figure(figsize=PLOT_SIZE_INCHES, dpi=PLOT_DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    # Each session's shade runs to the next session, so runs of one environment touch.
+    step = float(np.median(np.diff(x))) if len(x) > 1 else 1.0
+    edges = np.append(x, x[-1] + step)
+    change = np.flatnonzero(np.r_[True, env[1:] != env[:-1]])
+    for start, stop in zip(change, np.r_[change[1:], len(x)], strict=True):
+        label = env[start]
+        color = ENVIRONMENT_COLORS.get(label, UNCLASSIFIED_COLOR) if label else UNCLASSIFIED_COLOR
+        ax.axvspan(edges[start], edges[stop], color=color, alpha=0.45, linewidth=0)
+    ax.plot(x, spy, color="black", linewidth=1.0)
+    ax.set_xlim(edges[0], edges[-1])
+    ax.xaxis.set_major_locator(mdates.AutoDateLocator())
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
+    ax.set_ylabel("SPY close")
+    ax.set_title("SPY and market environment", loc="left")
+    ax.grid(axis="y", linewidth=0.4, alpha=0.5)
+    handles = [
+        Patch(color=c, alpha=0.6, label=ENVIRONMENT_LABELS[e])
+        for e, c in ENVIRONMENT_COLORS.items()
+    ]
+    if any(v is None for v in env):
+        handles.append(Patch(color=UNCLASSIFIED_COLOR, alpha=0.6, label="unclassified"))
+    # Legend above the axes, right of the title, so it never hides the price line.
+    ax.legend(
+        handles=handles,
+        loc="lower right",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize=8,
+        frameon=False,
+        ncol=len(handles),
+        borderaxespad=0.2,
+    )
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=PLOT_DPI)
+    return buf.getvalue()
+
+
+def png_data_uri_markdown(png: bytes, alt: str) -> str:
+    """``![alt](data:image/png;base64,...)`` for MetadataValue.md. Raises PlotInputError if not a PNG."""
+    if not isinstance(png, bytes | bytearray) or not bytes(png).startswith(PNG_SIGNATURE):
+        raise PlotInputError("expected PNG bytes (missing PNG signature)")
+    # Brackets or line breaks in the alt text would end the markdown image early.
+    safe_alt = " ".join(str(alt).replace("[", "(").replace("]", ")").split())
+    return f"![{safe_alt}](data:image/png;base64,{base64.b64encode(bytes(png)).decode('ascii')})"

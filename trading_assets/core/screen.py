@@ -1,0 +1,259 @@
+"""Watchlist screen: which stocks are worth a trade today, and how big (issue 3, section 3).
+
+A stock (benchmarks excluded) is judged on each session against five criteria, each recorded as
+'pass', 'fail' or 'unknown' (the input is NaN/null, or the stock has no known market cap):
+
+- ``crit_rs_rating``: rs_rating >= 80;
+- ``crit_avg_volume``: vol_avg_50 >= 500,000 shares;
+- ``crit_above_sma_50`` / ``crit_above_sma_200``: close strictly above the 50- / 200-day SMA;
+- ``crit_market_cap``: market cap >= $1B, from the fundamentals frame (symbol, market_cap).
+
+A stock passes the screen when the first four are 'pass' and the market cap is 'pass', or 'unknown'
+while ``ScreenParams.require_known_market_cap`` is False (the default: fundamentals are a sparse
+snapshot, so a missing cap is flagged, not disqualifying). An 'unknown' is never a silent pass on any
+other criterion. Passing stocks are then sized (sizing.py) with their session's environment.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from trading_assets.core.sizing import (
+    DEFAULT_SIZING_PARAMS,
+    EDGE_INPUT_COLUMNS,
+    SizingParams,
+    count_edges,
+    plan_positions,
+)
+from trading_assets.core.symbols import BENCHMARK_SYMBOLS
+
+PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
+
+CRITERIA: tuple[str, ...] = (
+    "crit_rs_rating",
+    "crit_avg_volume",
+    "crit_above_sma_50",
+    "crit_above_sma_200",
+    "crit_market_cap",
+)
+
+SCREEN_INPUT_COLUMNS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        ("symbol", "date", "close", "rs_rating", "vol_avg_50", "sma_50", "sma_200", "atr_14")
+        + EDGE_INPUT_COLUMNS
+    )
+)
+ENVIRONMENT_INPUT_COLUMNS: tuple[str, ...] = (
+    "date",
+    "environment",
+    "base_size",
+    "risk_pct",
+    "heat_limit",
+)
+
+WATCHLIST_COLUMNS: tuple[str, ...] = (
+    "symbol",
+    "date",
+    "close",
+    "rs_rating",
+    "market_cap",
+    "environment",
+    *CRITERIA,
+    "criteria_passed",
+    "edges",
+    "edges_raw",
+    "base_size",
+    "risk_pct",
+    "heat_limit",
+    "atr_14",
+    "entry",
+    "stop",
+    "edge_multiplier",
+    "position_value",
+    "shares",
+    "cost",
+    "risk_dollars",
+    "target_1",
+    "target_2",
+    "target_3",
+    "portfolio_heat",
+    "heat_exceeded",
+    "sizing_status",
+)
+
+
+class ScreenInputError(ValueError):
+    """A screen input is malformed: missing columns, duplicated rows or non-numeric market caps."""
+
+
+@dataclass(frozen=True)
+class ScreenParams:
+    """Screen cut-offs (issue 3, section 3), overridable one by one."""
+
+    min_rs_rating: float = 80.0
+    min_avg_volume: float = 500_000.0
+    min_market_cap: float = 1_000_000_000.0
+    # False: a stock with no known market cap stays on the watchlist, flagged crit_market_cap='unknown'.
+    require_known_market_cap: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("min_rs_rating", "min_avg_volume", "min_market_cap"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ScreenInputError(
+                    f"{name} must be a finite non-negative number, got {value!r}"
+                )
+
+
+DEFAULT_SCREEN_PARAMS = ScreenParams()
+
+
+def evaluate_criteria(
+    indicators: pd.DataFrame,
+    fundamentals: pd.DataFrame | None = None,
+    params: ScreenParams = DEFAULT_SCREEN_PARAMS,
+) -> pd.DataFrame:
+    """Every stock row (benchmarks dropped): SCREEN_INPUT_COLUMNS, market_cap, one CRITERIA
+    column each, ``criteria_passed`` (count of 'pass', 0-5) and ``passes_screen`` (bool)."""
+    positions, cap, codes, passes = _judge(indicators, fundamentals, params)
+    return _labelled_rows(indicators, positions, cap, codes, passes)
+
+
+def screen_watchlist(
+    indicators: pd.DataFrame,
+    environment: pd.DataFrame,
+    fundamentals: pd.DataFrame | None = None,
+    params: ScreenParams = DEFAULT_SCREEN_PARAMS,
+    sizing: SizingParams = DEFAULT_SIZING_PARAMS,
+) -> pd.DataFrame:
+    """The watchlist: per session, the stocks passing the screen, with their edges and sized plan.
+
+    ``environment`` is compute_market_environment's frame (date, environment, base_size, risk_pct,
+    heat_limit); a session absent there or with a null environment is listed but left unsized
+    (sizing_status 'unsized: environment missing'). Sorted by date, then rs_rating descending,
+    then symbol: the order in which heat is allocated.
+    """
+    _require(environment, ENVIRONMENT_INPUT_COLUMNS, "environment")
+    _no_duplicates(environment, ["date"], "environment")
+    positions, cap, codes, passes = _judge(indicators, fundamentals, params)
+    # Materialise only the passing rows: the full universe x history is millions of rows.
+    passing = _labelled_rows(
+        indicators, positions[passes], cap[passes], codes[passes], passes[passes]
+    )
+    edges = count_edges(passing, sizing)
+    passing = passing.join(edges)
+    # Join on a datetime64 key so a DATE read back as datetime64 on one side and as
+    # datetime.date on the other still matches.
+    env = environment[list(ENVIRONMENT_INPUT_COLUMNS)].rename(columns={"date": "_env_date"})
+    env["_session"] = pd.to_datetime(env.pop("_env_date"))
+    passing["_session"] = pd.to_datetime(passing["date"])
+    merged = passing.merge(env, on="_session", how="left", validate="many_to_one")
+    merged = merged.drop(columns="_session")
+    planned = plan_positions(merged, sizing)
+    planned["_rs"] = pd.to_numeric(planned["rs_rating"], errors="coerce").astype("float64")
+    planned = planned.sort_values(
+        ["date", "_rs", "symbol"], ascending=[True, False, True], na_position="last", kind="stable"
+    )
+    return planned[list(WATCHLIST_COLUMNS)].reset_index(drop=True)
+
+
+def _caps_for(symbols: np.ndarray, fundamentals: pd.DataFrame | None) -> np.ndarray:
+    """Market cap per row (NaN where unknown), looked up once per distinct symbol."""
+    if fundamentals is None:
+        return np.full(len(symbols), np.nan)
+    _require(fundamentals, ("symbol", "market_cap"), "fundamentals")
+    _no_duplicates(fundamentals, ["symbol"], "fundamentals")
+    caps = pd.to_numeric(fundamentals["market_cap"], errors="coerce")
+    bad = caps.isna() & fundamentals["market_cap"].notna()
+    if bad.any():
+        shown = fundamentals.loc[bad, ["symbol", "market_cap"]].head(5).to_dict("records")
+        raise ScreenInputError(f"non-numeric market_cap in fundamentals, e.g. {shown}")
+    by_symbol = pd.Series(caps.to_numpy(dtype="float64"), index=fundamentals["symbol"].to_numpy())
+    codes, uniques = pd.factorize(symbols)
+    return by_symbol.reindex(uniques).to_numpy(dtype="float64")[codes]
+
+
+_FAIL_CODE, _PASS_CODE, _UNKNOWN_CODE = 0, 1, 2
+_LABELS = np.array([FAIL, PASS, UNKNOWN], dtype=object)
+
+
+def _judge(
+    indicators: pd.DataFrame, fundamentals: pd.DataFrame | None, params: ScreenParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Work on plain arrays; the wide frame is only sliced once, for the rows a caller keeps.
+
+    Returns the stock rows' positions in ``indicators``, their market caps, a (rows x CRITERIA)
+    int8 code matrix and the pass mask.
+    """
+    _require(indicators, SCREEN_INPUT_COLUMNS, "indicators")
+    _no_duplicates(indicators, ["symbol", "date"], "indicators")
+    positions = np.flatnonzero(~indicators["symbol"].isin(BENCHMARK_SYMBOLS).to_numpy())
+
+    def column(name: str) -> np.ndarray:
+        return _float(indicators[name]).to_numpy()[positions]
+
+    close, rs, volume = column("close"), column("rs_rating"), column("vol_avg_50")
+    sma_50, sma_200 = column("sma_50"), column("sma_200")
+    cap = _caps_for(indicators["symbol"].to_numpy()[positions], fundamentals)
+    # Same order as CRITERIA.
+    codes = np.column_stack(
+        [
+            _code(rs >= params.min_rs_rating, ~np.isnan(rs)),
+            _code(volume >= params.min_avg_volume, ~np.isnan(volume)),
+            _code(close > sma_50, ~np.isnan(close) & ~np.isnan(sma_50)),
+            _code(close > sma_200, ~np.isnan(close) & ~np.isnan(sma_200)),
+            _code(cap >= params.min_market_cap, ~np.isnan(cap)),
+        ]
+    ).reshape(len(positions), len(CRITERIA))
+    cap_ok = codes[:, -1] == _PASS_CODE
+    if not params.require_known_market_cap:
+        cap_ok |= codes[:, -1] == _UNKNOWN_CODE
+    passes = (codes[:, :-1] == _PASS_CODE).all(axis=1) & cap_ok
+    return positions, cap, codes, passes
+
+
+def _labelled_rows(
+    indicators: pd.DataFrame,
+    positions: np.ndarray,
+    cap: np.ndarray,
+    codes: np.ndarray,
+    passes: np.ndarray,
+) -> pd.DataFrame:
+    """The chosen rows' SCREEN_INPUT_COLUMNS plus market_cap, the criteria labels and the summary."""
+    col_idx = [indicators.columns.get_loc(c) for c in SCREEN_INPUT_COLUMNS]
+    rows = indicators.iloc[positions, col_idx]
+    rows.index = pd.RangeIndex(len(rows))
+    labelled: dict[str, object] = {"market_cap": cap}
+    labelled.update({name: _LABELS[codes[:, j]] for j, name in enumerate(CRITERIA)})
+    labelled["criteria_passed"] = (codes == _PASS_CODE).sum(axis=1).astype("int64")
+    labelled["passes_screen"] = passes.astype(bool)
+    return rows.assign(**labelled)
+
+
+def _code(passed: np.ndarray, known: np.ndarray) -> np.ndarray:
+    return np.where(known, np.where(passed, _PASS_CODE, _FAIL_CODE), _UNKNOWN_CODE).astype("int8")
+
+
+def _float(series: pd.Series) -> pd.Series:
+    return pd.to_numeric(series, errors="coerce").astype("float64")
+
+
+def _require(frame: pd.DataFrame, columns, what: str) -> None:
+    if not isinstance(frame, pd.DataFrame):
+        raise ScreenInputError(f"{what} must be a DataFrame, got {type(frame).__name__}")
+    absent = [c for c in columns if c not in frame.columns]
+    if absent:
+        raise ScreenInputError(f"{what} frame lacks column(s) {absent}; got {list(frame.columns)}")
+
+
+def _no_duplicates(frame: pd.DataFrame, keys: list[str], what: str) -> None:
+    dup = frame.duplicated(keys, keep=False)
+    if dup.any():
+        shown = frame.loc[dup, keys].drop_duplicates().head(5).to_dict("records")
+        raise ScreenInputError(
+            f"{int(dup.sum())} duplicated {tuple(keys)} rows in {what}, e.g. {shown}"
+        )
