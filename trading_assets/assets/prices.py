@@ -1,6 +1,5 @@
 """raw_prices: daily OHLCV bars per (symbol, session), from the configured price source."""
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd

@@ -1,6 +1,5 @@
 """symbols: the universe every downstream asset works over."""
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd

@@ -1,0 +1,62 @@
+"""Definitions load: every asset, check, job, schedule and sensor resolves, per configuration."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import dagster as dg
+import pytest
+
+from trading_assets import settings
+
+
+def load_defs(monkeypatch, **env):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for mod in [m for m in sys.modules if m.startswith("trading_assets.") and m != "trading_assets.settings"]:
+        del sys.modules[mod]
+    return importlib.import_module("trading_assets.definitions").defs
+
+
+def test_definitions_resolve(monkeypatch, tmp_path):
+    defs = load_defs(monkeypatch, TRADING_ASSETS_DUCKDB_PATH=str(tmp_path / "x.duckdb"))
+    repo = defs.get_repository_def()
+    keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert {"symbols", "raw_prices"} <= keys
+    for job in repo.get_all_jobs():
+        assert job.name
+    check_keys = {c.name for c in repo.asset_graph.asset_check_keys}
+    assert {"no_duplicate_symbol_date", "ohlc_consistent", "no_bad_ticks",
+            "complete_for_universe_and_calendar", "all_symbols_fetched"} <= check_keys
+    dg.Definitions.validate_loadable(defs)
+    for name in ("main_job", "ingest_job"):
+        assert repo.get_job(name).partitions_def is not None
+
+
+def test_env_vars_select_source_and_universe(monkeypatch, tmp_path):
+    defs = load_defs(
+        monkeypatch,
+        TRADING_ASSETS_PRICE_SOURCE="files",
+        TRADING_ASSETS_PRICES_PATH=str(tmp_path),
+        TRADING_ASSETS_UNIVERSE="AAPL,MSFT",
+        TRADING_ASSETS_CALENDAR="XASX",
+        TRADING_ASSETS_START_DATE="2024-01-02",
+    )
+    resources = defs.resources
+    assert resources["price_source"].kind == "files"
+    # set variables stay dg.EnvVar, so the UI shows where the value came from
+    assert resources["price_source"].path == dg.EnvVar("TRADING_ASSETS_PRICES_PATH")
+    assert resources["universe"].spec == dg.EnvVar("TRADING_ASSETS_UNIVERSE")
+    keys = defs.get_assets_def("raw_prices").partitions_def.get_partition_keys()
+    assert keys[0] == "2024-01-02" and "2024-01-26" not in keys  # ASX: Australia Day closed
+
+
+@pytest.mark.parametrize("var,value", [
+    ("TRADING_ASSETS_PRICE_SOURCE", "bloomberg"),
+    ("TRADING_ASSETS_DEPLOYMENT", "staging"),
+    ("TRADING_ASSETS_DEPLOYMENT", "prod"),
+])
+def test_bad_configuration_is_a_named_error(monkeypatch, var, value):
+    with pytest.raises(settings.ConfigurationError, match=var):
+        load_defs(monkeypatch, **{var: value})
