@@ -1,0 +1,496 @@
+"""The storage contract every trading_assets IO manager honours (DuckDB locally, Parquet on S3 in prod).
+
+One asset is one table. What an IO manager needs to know about a table comes from the asset's
+definition metadata (``@dg.asset(metadata={...})``), read by :meth:`OutputSpec.from_metadata`:
+
+``partition_expr`` (str, default ``"date"``)
+    The DATE column that partitions a time-partitioned asset. Its values are session dates in the
+    exchange time zone, stored as DATE (never a timestamp), so a re-run never stores one session
+    twice.
+``replace_keys`` (list of column names, optional, e.g. ``["symbol"]``)
+    Within the partition window (the whole table if unpartitioned), only stored rows whose
+    replace-key values appear in the output are replaced; all other rows are kept. This is how
+    raw_prices re-fetches a few symbols over a range, and how a symbol whose download failed keeps
+    its stored rows. Without replace_keys the whole window is replaced.
+``unique_key`` (list of column names, optional, e.g. ``["symbol", "date"]``)
+    No two stored rows may share these values; a write that would break that is rolled back
+    (:class:`DuplicateKeyError`). Loads are ordered by it.
+``allow_empty`` (bool, default False)
+    An empty output never silently wipes stored rows: it raises :class:`EmptyOutputError` unless
+    allow_empty is True. Then an empty output replaces the window with nothing, or, with
+    replace_keys, deletes nothing (no key appears in it).
+
+An input (``dg.AssetIn(metadata={...})``) may say ``columns`` (load only these) and
+``allow_missing`` (a table that was never written loads as an empty frame instead of raising
+:class:`MissingTableError`; for inputs whose upstream may legitimately not exist yet).
+
+Table names: the asset key path joined by ``"__"`` (``["market", "raw_prices"]`` ->
+``market__raw_prices``), each part a plain identifier (:data:`IDENTIFIER_PATTERN`).
+
+Partition windows: a time-partition window (or a range of them, for a single-run backfill) maps to
+the half-open date interval ``[window.start.date(), window.end.date())`` in the partitions'
+time zone. Trading-day windows run from one session to the next, so Friday's window ends on
+Monday; taking the window's own end date (not start + 1 day) keeps the two in step.
+
+Column types: see :func:`is_safe_cast` for when a new output may be written into a stored column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+
+# Definition-metadata keys of an asset (output side).
+PARTITION_EXPR = "partition_expr"
+REPLACE_KEYS = "replace_keys"
+UNIQUE_KEY = "unique_key"
+ALLOW_EMPTY = "allow_empty"
+DEFAULT_PARTITION_EXPR = "date"
+
+# Metadata keys of an asset input (dg.AssetIn(metadata=...)).
+COLUMNS = "columns"
+ALLOW_MISSING = "allow_missing"
+
+# Letters, digits and underscores, not starting with a digit. 63 characters is PostgreSQL's limit,
+# so a name valid here is valid as a DuckDB table, a Parquet prefix and a Postgres table alike.
+IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+TABLE_PATH_SEPARATOR = "__"
+
+# A trading-day window is at least 23 hours long (a day that loses an hour to DST); anything shorter
+# is a sub-daily partition that a DATE column cannot express.
+MIN_WINDOW = dt.timedelta(hours=23)
+
+# How many offending values an error message quotes.
+EXAMPLES_IN_MESSAGE = 5
+
+
+class StorageError(Exception):
+    """Base class of every error an IO manager of this project raises on purpose."""
+
+
+class StorageMetadataError(StorageError, ValueError):
+    """The asset's or input's storage metadata is malformed or names a column that does not exist."""
+
+
+class InvalidIdentifierError(StorageMetadataError):
+    """A table, schema or key-column name is not a plain identifier (IDENTIFIER_PATTERN)."""
+
+
+class OutputFrameError(StorageError, ValueError):
+    """The asset returned something that cannot be stored: not a DataFrame, bad dates, null keys."""
+
+
+class PartitionBoundsError(OutputFrameError):
+    """Output rows whose partition date lies outside the run's partition window."""
+
+
+class EmptyOutputError(StorageError):
+    """An empty output for an asset that does not allow it; nothing stored was touched."""
+
+
+class SchemaMismatchError(StorageError):
+    """An output column's type cannot be written into the stored column without loss."""
+
+    def __init__(self, table: str, column: str, stored_type: str, new_type: str, detail: str = ""):
+        self.table = table
+        self.column = column
+        self.stored_type = stored_type
+        self.new_type = new_type
+        super().__init__(
+            f"table {table}: column {column!r} is stored as {stored_type} but the output has "
+            f"{new_type}{detail}; this would lose or garble data, so nothing was written. "
+            "Fix the asset's dtype, or migrate the table (ALTER TABLE ... ALTER COLUMN ... TYPE) "
+            "if the new type is intended."
+        )
+
+
+class DuplicateKeyError(StorageError):
+    """The write would leave two rows with the same unique_key; it was rolled back."""
+
+
+class MissingTableError(StorageError):
+    """An input's table was never written (and the input does not set allow_missing)."""
+
+
+class DatabaseLockedError(StorageError):
+    """Another process holds the database file's write lock, still after the bounded retries."""
+
+
+def validate_identifier(name: object, what: str) -> str:
+    """Return ``name`` if it is a plain identifier, else raise InvalidIdentifierError."""
+    if not isinstance(name, str) or not IDENTIFIER_PATTERN.fullmatch(name):
+        raise InvalidIdentifierError(
+            f"{what} {name!r} is not a valid identifier: use letters, digits and underscores, "
+            "not starting with a digit, at most 63 characters"
+        )
+    return name
+
+
+def quote_identifier(name: str) -> str:
+    """Double-quote an SQL identifier (doubling embedded quotes), so any column name is safe."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def table_name_for(asset_key_path: Sequence[str]) -> str:
+    """The table an asset is stored in: its key path joined by ``"__"``."""
+    if not asset_key_path:
+        raise InvalidIdentifierError("an asset key needs at least one part to name a table")
+    for part in asset_key_path:
+        validate_identifier(part, "asset key part")
+    return validate_identifier(TABLE_PATH_SEPARATOR.join(asset_key_path), "table name")
+
+
+def _raw(value: Any) -> Any:
+    # Dagster may hand metadata back wrapped in a MetadataValue (e.g. after a round trip through
+    # the instance); the contract is about the plain value.
+    return value.value if isinstance(value, dg.MetadataValue) else value
+
+
+def _column_list(metadata: Mapping[str, Any], key: str, origin: str) -> tuple[str, ...]:
+    value = _raw(metadata.get(key))
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+        raise StorageMetadataError(
+            f"{origin}: metadata {key!r} must be a non-empty list of column names, got {value!r}"
+        )
+    columns = tuple(validate_identifier(c, f"{origin}: metadata {key!r} column") for c in value)
+    if len({c.lower() for c in columns}) != len(columns):
+        raise StorageMetadataError(f"{origin}: metadata {key!r} repeats a column: {list(columns)}")
+    return columns
+
+
+def _flag(metadata: Mapping[str, Any], key: str, origin: str) -> bool:
+    value = _raw(metadata.get(key, False))
+    if not isinstance(value, bool):
+        raise StorageMetadataError(
+            f"{origin}: metadata {key!r} must be True or False, got {value!r}"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """How an asset's table is written, from the asset's definition metadata."""
+
+    partition_expr: str = DEFAULT_PARTITION_EXPR
+    # True when the metadata names partition_expr itself: then an unpartitioned asset's column of
+    # that name is normalised to DATE too (a snapshot table keyed by date, say).
+    partition_expr_explicit: bool = False
+    replace_keys: tuple[str, ...] = ()
+    unique_key: tuple[str, ...] = ()
+    allow_empty: bool = False
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any] | None, *, origin: str) -> OutputSpec:
+        metadata = metadata or {}
+        explicit = metadata.get(PARTITION_EXPR) is not None
+        partition_expr = _raw(metadata.get(PARTITION_EXPR)) if explicit else DEFAULT_PARTITION_EXPR
+        return cls(
+            partition_expr=validate_identifier(
+                partition_expr,
+                f"{origin}: metadata {PARTITION_EXPR!r} (a column name, not an expression)",
+            ),
+            partition_expr_explicit=explicit,
+            replace_keys=_column_list(metadata, REPLACE_KEYS, origin),
+            unique_key=_column_list(metadata, UNIQUE_KEY, origin),
+            allow_empty=_flag(metadata, ALLOW_EMPTY, origin),
+        )
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What an input asks for, from its ``dg.AssetIn(metadata=...)``."""
+
+    columns: tuple[str, ...] | None = None
+    allow_missing: bool = False
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any] | None, *, origin: str) -> InputSpec:
+        metadata = metadata or {}
+        columns = _column_list(metadata, COLUMNS, origin)
+        return cls(columns=columns or None, allow_missing=_flag(metadata, ALLOW_MISSING, origin))
+
+
+@dataclass(frozen=True)
+class DateBounds:
+    """The session dates a partition window covers: ``start <= date < end``."""
+
+    start: dt.date
+    end: dt.date
+
+    def __str__(self) -> str:
+        return f"[{self.start.isoformat()}, {self.end.isoformat()})"
+
+
+def date_bounds_for_window(window: dg.TimeWindow) -> DateBounds:
+    """Map a partition time window (or range of windows) to its session dates.
+
+    The window's datetimes are in the partitions' time zone (the exchange's), so ``.date()`` is the
+    session date; the end is exclusive. A window shorter than a day has no DATE equivalent.
+    """
+    if window.end - window.start < MIN_WINDOW or window.end.date() <= window.start.date():
+        raise NotImplementedError(
+            f"partition window {window.start.isoformat()} .. {window.end.isoformat()} is shorter "
+            "than a day; only daily (or longer) time partitions map onto a DATE column"
+        )
+    return DateBounds(start=window.start.date(), end=window.end.date())
+
+
+def _examples(values: Sequence[Any]) -> str:
+    shown = ", ".join(str(v) for v in list(values)[:EXAMPLES_IN_MESSAGE])
+    return shown + (", ..." if len(values) > EXAMPLES_IN_MESSAGE else "")
+
+
+def midnight_timestamps(values: pd.Series, column: str, origin: str) -> pd.Series:
+    """Check a partition column holds session dates; return them as naive midnight datetime64.
+
+    Accepts ``datetime.date`` objects and timestamps (datetime64, pd.Timestamp, datetime) that fall
+    on midnight; a tz-aware timestamp is read in its own time zone. A non-midnight timestamp, a
+    string, a number or a missing date raises OutputFrameError: a DATE column that silently dropped
+    a time of day, or guessed a string's format, would file rows under the wrong session.
+    (datetime64 rather than date objects because it is vectorised: seconds saved on a full
+    history; :func:`to_arrow` stores it as DATE.)
+    """
+    if values.empty:
+        return pd.Series([], index=values.index, dtype="datetime64[ns]", name=values.name)
+    missing = int(values.isna().sum())
+    if missing:
+        raise OutputFrameError(
+            f"{origin}: {missing} row(s) have no value in date column {column!r}"
+        )
+    if not pd.api.types.is_datetime64_any_dtype(values.dtype):
+        kind = pd.api.types.infer_dtype(values, skipna=False)
+        if kind not in ("date", "datetime", "datetime64"):
+            raise OutputFrameError(
+                f"{origin}: date column {column!r} must hold dates (datetime.date or datetime64), "
+                f"found {kind} values such as {values.iloc[0]!r}"
+            )
+        try:
+            values = pd.to_datetime(values, errors="raise")
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise OutputFrameError(f"{origin}: date column {column!r}: {exc}") from exc
+    if values.dt.tz is not None:
+        values = values.dt.tz_localize(None)  # keep the wall-clock time in the value's own zone
+    off_midnight = values[values != values.dt.normalize()]
+    if not off_midnight.empty:
+        raise OutputFrameError(
+            f"{origin}: date column {column!r} holds {len(off_midnight)} timestamp(s) with a time of "
+            f"day (e.g. {_examples(off_midnight.astype(str).tolist())}); a DATE partition column "
+            "needs session dates"
+        )
+    return values
+
+
+def normalize_date_column(values: pd.Series, column: str, origin: str) -> pd.Series:
+    """A partition column as ``datetime.date`` objects (object dtype); rules of midnight_timestamps."""
+    return midnight_timestamps(values, column, origin).dt.date.astype(object)
+
+
+def check_within_bounds(dates: pd.Series, bounds: DateBounds, column: str, origin: str) -> None:
+    """Raise PartitionBoundsError if a date (date objects or midnight datetime64) lies outside."""
+    if dates.empty:
+        return
+    stamps = dates if pd.api.types.is_datetime64_any_dtype(dates.dtype) else pd.to_datetime(dates)
+    outside = (stamps < pd.Timestamp(bounds.start)) | (stamps >= pd.Timestamp(bounds.end))
+    if outside.any():
+        bad = sorted(set(stamps[outside].dt.date))
+        raise PartitionBoundsError(
+            f"{origin}: {int(outside.sum())} row(s) have {column!r} outside the partition window "
+            f"{bounds} (e.g. {_examples(bad)}); an asset must return only the dates it was asked "
+            "for, so nothing was written"
+        )
+
+
+def prepare_output_frame(
+    obj: object,
+    spec: OutputSpec,
+    *,
+    bounds: DateBounds | None,
+    origin: str,
+) -> pd.DataFrame:
+    """Validate an asset's output against the contract and return a normalised copy.
+
+    ``bounds`` is the partition window's dates for a time-partitioned output, None otherwise.
+    The partition column comes back as midnight datetime64; :func:`to_arrow` makes it DATE.
+    Raises OutputFrameError (not a DataFrame, a named index, clashing column names, a missing or
+    null partition/key column, bad dates), PartitionBoundsError, or EmptyOutputError.
+    """
+    if not isinstance(obj, pd.DataFrame):
+        raise OutputFrameError(f"{origin}: expected a pandas DataFrame, got {type(obj).__name__}")
+    frame = obj
+    if any(name is not None for name in frame.index.names):
+        # A named index is almost always a groupby/set_index result whose key columns would be
+        # silently dropped; make the caller say what it means.
+        raise OutputFrameError(
+            f"{origin}: the frame has a named index {list(frame.index.names)}; call "
+            ".reset_index() (or .reset_index(drop=True)) before returning it"
+        )
+    bad_names = [c for c in frame.columns if not isinstance(c, str) or not c]
+    if bad_names:
+        raise OutputFrameError(f"{origin}: column names must be non-empty strings, got {bad_names}")
+    lowered = [c.lower() for c in frame.columns]
+    clashes = sorted({c for c in frame.columns if lowered.count(c.lower()) > 1})
+    if clashes:
+        # SQL (DuckDB included) matches column names case-insensitively.
+        raise OutputFrameError(f"{origin}: column names clash when case is ignored: {clashes}")
+
+    if frame.empty:
+        if not spec.allow_empty:
+            raise EmptyOutputError(
+                f"{origin}: the output is empty, and an empty output never silently wipes stored "
+                f"rows. If empty is a legitimate result, set metadata {ALLOW_EMPTY!r}: True on the "
+                "asset; otherwise find out why nothing was produced. Stored rows are untouched."
+            )
+
+    date_column = (
+        spec.partition_expr if (bounds is not None or spec.partition_expr_explicit) else None
+    )
+    required = [*((date_column,) if date_column else ()), *spec.replace_keys, *spec.unique_key]
+    missing = [c for c in dict.fromkeys(required) if c not in frame.columns]
+    if missing and not frame.empty:
+        raise OutputFrameError(
+            f"{origin}: the output lacks column(s) {missing} named by the asset's storage "
+            f"metadata; it has {list(frame.columns)}"
+        )
+
+    frame = frame.reset_index(drop=True)
+    if date_column and date_column in frame.columns:
+        frame[date_column] = midnight_timestamps(frame[date_column], date_column, origin)
+        if bounds is not None:
+            check_within_bounds(frame[date_column], bounds, date_column, origin)
+    for column in dict.fromkeys((*spec.replace_keys, *spec.unique_key)):
+        if column in frame.columns and frame[column].isna().any():
+            raise OutputFrameError(
+                f"{origin}: key column {column!r} has {int(frame[column].isna().sum())} null "
+                "value(s); replace_keys and unique_key columns must always be set"
+            )
+    return frame
+
+
+def find_duplicate_keys(frame: pd.DataFrame, unique_key: Sequence[str]) -> pd.DataFrame:
+    """Rows of ``unique_key`` values that occur more than once, with their count ``n``."""
+    if not unique_key or frame.empty:
+        return pd.DataFrame(columns=[*unique_key, "n"])
+    counts = frame.groupby(list(unique_key), dropna=False).size().rename("n").reset_index()
+    return counts[counts["n"] > 1].sort_values("n", ascending=False).reset_index(drop=True)
+
+
+def to_arrow(frame: pd.DataFrame, *, date_column: str | None, origin: str) -> pa.Table:
+    """The output as an Arrow table (exact types, no sampling), the partition column as date32."""
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        # e.g. an object column mixing strings and numbers; Arrow names the column.
+        raise OutputFrameError(f"{origin}: cannot convert the output to a table: {exc}") from exc
+    if date_column and date_column in table.column_names:
+        i = table.column_names.index(date_column)
+        # Midnight timestamps (prepare_output_frame) or an empty frame's untyped column: DATE always.
+        table = table.set_column(i, date_column, table.column(i).cast(pa.date32()))
+    return table.replace_schema_metadata(None)
+
+
+def untyped_columns(table: pa.Table) -> list[str]:
+    """Columns with no values and so no type (all-None object columns, or an empty frame's).
+
+    They are written as NULL into a stored column of that name, but never create a column: a type
+    guessed from nothing would later reject the real values.
+    """
+    return [f.name for f in table.schema if pa.types.is_null(f.type)]
+
+
+def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
+    """A loaded table as pandas: DATE columns as ``datetime.date`` objects, as assets produce them."""
+    return table.to_pandas(date_as_object=True)
+
+
+# --- Column type compatibility -------------------------------------------------------------------
+# The rule: an output column may be written into a stored column when every value it can hold is
+# represented exactly (or, int -> DOUBLE, as closely as prices need) by the stored type:
+#   * identical types (after aliases) are compatible;
+#   * an integer into a wider integer whose range contains it (INTEGER -> BIGINT, UTINYINT ->
+#     SMALLINT), an integer, FLOAT or DECIMAL into DOUBLE, a small integer into FLOAT;
+#   * naive timestamps of any precision into TIMESTAMP (pandas' nanoseconds are incidental; tables
+#     store microseconds); TIMESTAMPTZ only into TIMESTAMPTZ;
+#   * anything else (DOUBLE -> BIGINT, VARCHAR -> DOUBLE, DATE <-> TIMESTAMP, DATE <-> VARCHAR,
+#     BOOLEAN -> INTEGER, ...) is a SchemaMismatchError: a silent cast there changes meaning.
+# New tables and columns take the output's type, with naive timestamps stored as TIMESTAMP.
+
+_ALIASES = {
+    "INT": "INTEGER",
+    "INT4": "INTEGER",
+    "SIGNED": "INTEGER",
+    "INT1": "TINYINT",
+    "INT2": "SMALLINT",
+    "SHORT": "SMALLINT",
+    "INT8": "BIGINT",
+    "LONG": "BIGINT",
+    "INT16": "HUGEINT",
+    "INT128": "HUGEINT",
+    "FLOAT8": "DOUBLE",
+    "FLOAT4": "FLOAT",
+    "REAL": "FLOAT",
+    "TEXT": "VARCHAR",
+    "STRING": "VARCHAR",
+    "CHAR": "VARCHAR",
+    "BPCHAR": "VARCHAR",
+    "BOOL": "BOOLEAN",
+    "LOGICAL": "BOOLEAN",
+    "DATETIME": "TIMESTAMP",
+    "TIMESTAMP_US": "TIMESTAMP",
+    "TIMESTAMP_NS": "TIMESTAMP",
+    "TIMESTAMP_MS": "TIMESTAMP",
+    "TIMESTAMP_S": "TIMESTAMP",
+    "TIMESTAMP WITHOUT TIME ZONE": "TIMESTAMP",
+    "TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE",
+}
+
+_INTEGER_RANGES = {
+    "TINYINT": (-(2**7), 2**7 - 1),
+    "SMALLINT": (-(2**15), 2**15 - 1),
+    "INTEGER": (-(2**31), 2**31 - 1),
+    "BIGINT": (-(2**63), 2**63 - 1),
+    "HUGEINT": (-(2**127), 2**127 - 1),
+    "UTINYINT": (0, 2**8 - 1),
+    "USMALLINT": (0, 2**16 - 1),
+    "UINTEGER": (0, 2**32 - 1),
+    "UBIGINT": (0, 2**64 - 1),
+    "UHUGEINT": (0, 2**128 - 1),
+}
+
+# FLOAT has a 24-bit mantissa: integers of up to 16 bits fit exactly.
+_FLOAT_EXACT_INTEGERS = ("TINYINT", "SMALLINT", "UTINYINT", "USMALLINT")
+
+
+def canonical_type(sql_type: str) -> str:
+    """A DuckDB/SQL type name with aliases resolved (``INT8`` -> ``BIGINT``, ``TIMESTAMP_NS`` ->
+    ``TIMESTAMP``), upper-case. Parametrised and nested types are only upper-cased."""
+    name = " ".join(sql_type.strip().upper().split())
+    return _ALIASES.get(name, name)
+
+
+def is_safe_cast(new_type: str, stored_type: str) -> bool:
+    """Whether output values of ``new_type`` may be inserted into a column of ``stored_type``."""
+    new, stored = canonical_type(new_type), canonical_type(stored_type)
+    if new == stored:
+        return True
+    if new in _INTEGER_RANGES:
+        if stored in _INTEGER_RANGES:
+            lo, hi = _INTEGER_RANGES[new]
+            stored_lo, stored_hi = _INTEGER_RANGES[stored]
+            return stored_lo <= lo and hi <= stored_hi
+        if stored == "DOUBLE":
+            return True
+        if stored == "FLOAT":
+            return new in _FLOAT_EXACT_INTEGERS
+        return False
+    if stored == "DOUBLE":
+        return new == "FLOAT" or new.startswith("DECIMAL")
+    return False
