@@ -37,3 +37,5 @@ def raw_prices_check_specs(asset: str = "raw_prices") -> list[dg.AssetCheckSpec]
         spec(RAW_PRICES_COMPLETE, "Every universe symbol has a bar on every session since its first bar."),
         spec(RAW_PRICES_ALL_FETCHED, "The source returned data for every requested symbol."),
     ]
+
+ENVIRONMENT_INPUTS_PRESENT = "benchmark_inputs_present"

@@ -8,10 +8,12 @@ from __future__ import annotations
 import dagster as dg
 
 from trading_assets import settings
+from trading_assets.assets.analytics import fundamentals, indicators, market_environment, watchlist
 from trading_assets.assets.prices import raw_prices
 from trading_assets.assets.universe import symbols
 from trading_assets.jobs import ALL_JOBS
-from trading_assets.resources import PriceSourceResource, UniverseResource
+from trading_assets.resources import FundamentalsResource, PriceSourceResource, UniverseResource
+from trading_assets.schedules import ALL_SCHEDULES
 from trading_assets.storage.duckdb_io import DuckDBIOManager
 
 
@@ -21,15 +23,22 @@ def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
 
 
 def local_resources() -> dict[str, object]:
-    source = settings.choice(settings.PRICE_SOURCE, settings.DEFAULT_PRICE_SOURCE, settings.PRICE_SOURCES)
+    source = settings.choice(
+        settings.PRICE_SOURCE, settings.DEFAULT_PRICE_SOURCE, settings.PRICE_SOURCES
+    )
     return {
-        "io_manager": DuckDBIOManager(database=_env_or(settings.DUCKDB_PATH, settings.DEFAULT_DUCKDB_PATH)),
+        "io_manager": DuckDBIOManager(
+            database=_env_or(settings.DUCKDB_PATH, settings.DEFAULT_DUCKDB_PATH)
+        ),
         "price_source": PriceSourceResource(
             kind=source,
             path=_env_or(settings.PRICES_PATH, None),
             yahoo_base_url=_env_or(settings.YAHOO_BASE_URL, None),
         ),
-        "universe": UniverseResource(spec=_env_or(settings.UNIVERSE, None), price_source_kind=source),
+        "universe": UniverseResource(
+            spec=_env_or(settings.UNIVERSE, None), price_source_kind=source
+        ),
+        "fundamentals_source": FundamentalsResource(path=_env_or(settings.FUNDAMENTALS_PATH, None)),
     }
 
 
@@ -44,7 +53,8 @@ def resources_for(deployment: str) -> dict[str, object]:
 DEPLOYMENT = settings.choice(settings.DEPLOYMENT, settings.DEFAULT_DEPLOYMENT, settings.DEPLOYMENTS)
 
 defs = dg.Definitions(
-    assets=[symbols, raw_prices],
+    assets=[symbols, raw_prices, fundamentals, indicators, market_environment, watchlist],
     jobs=ALL_JOBS,
+    schedules=ALL_SCHEDULES,
     resources=resources_for(DEPLOYMENT),
 )

@@ -9,7 +9,7 @@ from pydantic import Field
 from trading_assets import settings
 from trading_assets.core.universe import parse_universe_spec
 from trading_assets.sources.base import PriceSource
-from trading_assets.sources.sample import sample_universe, sp500_universe
+from trading_assets.sources.sample import SAMPLE_FUNDAMENTALS, sample_universe, sp500_universe
 
 
 class PriceSourceResource(dg.ConfigurableResource):
@@ -59,3 +59,14 @@ class UniverseResource(dg.ConfigurableResource):
         if self.spec:
             return parse_universe_spec(self.spec)
         return sample_universe() if self.price_source_kind == "sample" else sp500_universe()
+
+
+class FundamentalsResource(dg.ConfigurableResource):
+    """A fundamentals snapshot CSV with ``symbol`` and ``market_cap`` (USD); default: the bundled one."""
+
+    path: str | None = Field(default=None, description="CSV with symbol, market_cap (USD)")
+
+    def load(self) -> pd.DataFrame:
+        from trading_assets.core.universe import read_fundamentals_csv
+
+        return read_fundamentals_csv(self.path or SAMPLE_FUNDAMENTALS)

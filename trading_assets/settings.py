@@ -14,6 +14,7 @@ PRICES_PATH = "TRADING_ASSETS_PRICES_PATH"  # input of the files source
 UNIVERSE = "TRADING_ASSETS_UNIVERSE"  # CSV path with a symbol column, or "AAPL,MSFT,..."
 CALENDAR = "TRADING_ASSETS_CALENDAR"  # exchange_calendars code: XNYS (default), XASX, XLON, ...
 START_DATE = "TRADING_ASSETS_START_DATE"  # first partition, YYYY-MM-DD
+FUNDAMENTALS_PATH = "TRADING_ASSETS_FUNDAMENTALS_PATH"  # CSV with symbol, market_cap; default: bundled
 YAHOO_BASE_URL = "TRADING_ASSETS_YAHOO_BASE_URL"  # optional mirror/proxy of Yahoo's API (tests use a local one)
 
 DEFAULT_DEPLOYMENT = "local"

@@ -31,7 +31,7 @@ def test_definitions_resolve(monkeypatch, tmp_path):
             "complete_for_universe_and_calendar", "all_symbols_fetched"} <= check_keys
     dg.Definitions.validate_loadable(defs)
     for name in ("main_job", "ingest_job"):
-        assert repo.get_job(name).partitions_def is not None
+        assert defs.resolve_job_def(name).partitions_def is not None
 
 
 def test_env_vars_select_source_and_universe(monkeypatch, tmp_path):

@@ -1,11 +1,10 @@
 """raw_prices: daily OHLCV bars per (symbol, session), from the configured price source."""
 
-
 import dagster as dg
 import pandas as pd
 
 from trading_assets import checks
-from trading_assets.assets.metadata import frame_metadata
+from trading_assets.assets.metadata import frame_metadata, output_metadata
 from trading_assets.core import quality
 from trading_assets.core.symbols import validate_symbols
 from trading_assets.partitions import sessions_in_window, trading_days
@@ -33,7 +32,11 @@ class RawPricesConfig(dg.Config):
     group_name="market",
     kinds={"pandas", "duckdb"},
     pool="duckdb",
-    metadata={"partition_expr": "date", "replace_keys": ["symbol"], "unique_key": ["symbol", "date"]},
+    metadata={
+        "partition_expr": "date",
+        "replace_keys": ["symbol"],
+        "unique_key": ["symbol", "date"],
+    },
     check_specs=checks.raw_prices_check_specs(),
 )
 def raw_prices(
@@ -52,7 +55,9 @@ def raw_prices(
     if not sessions:
         raise NoPricesFetchedError(f"no {context.partition_key_range} session in the calendar")
     source = price_source.build()
-    context.log.info(f"fetching {len(wanted)} symbols from {source.name}, {sessions[0]}..{sessions[-1]}")
+    context.log.info(
+        f"fetching {len(wanted)} symbols from {source.name}, {sessions[0]}..{sessions[-1]}"
+    )
     result = source.fetch(wanted, sessions[0], sessions[-1])
     prices = result.prices
     on_calendar = prices["date"].isin(set(sessions))
@@ -65,21 +70,21 @@ def raw_prices(
             f"{source.name} returned no bars for {len(wanted)} symbols over {sessions[0]}..{sessions[-1]}; "
             f"failures: {_head(result.failed)}"
         )
-    yield dg.Output(
-        prices,
-        metadata={
-            **frame_metadata(prices),
-            "source": source.name,
-            "symbols_requested": len(wanted),
-            "symbols_fetched": int(prices["symbol"].nunique()),
-            "sessions": len(sessions),
-            "first_session": str(sessions[0]),
-            "last_session": str(sessions[-1]),
-            "failed_symbols": dg.MetadataValue.json(result.failed),
-            "rows_off_calendar_dropped": off_calendar,
-            "duplicate_rows_dropped": len(duplicates) - int(duplicates[["symbol", "date"]].drop_duplicates().shape[0]),
-        },
-    )
+    light = {
+        "rows": len(prices),
+        "source": source.name,
+        "symbols_requested": len(wanted),
+        "symbols_fetched": int(prices["symbol"].nunique()),
+        "sessions": len(sessions),
+        "first_session": str(sessions[0]),
+        "last_session": str(sessions[-1]),
+        "failed_symbols_count": len(result.failed),
+        "rows_off_calendar_dropped": off_calendar,
+        "duplicate_rows_dropped": len(duplicates)
+        - int(duplicates[["symbol", "date"]].drop_duplicates().shape[0]),
+    }
+    heavy = {**frame_metadata(prices), "failed_symbols": dg.MetadataValue.json(result.failed)}
+    yield dg.Output(prices, metadata=output_metadata(context, light, heavy))
     yield from _check_results(prices, duplicates, result.failed, wanted, sessions)
 
 
@@ -89,29 +94,55 @@ def _requested_symbols(config: RawPricesConfig, universe: list[str]) -> list[str
     wanted = validate_symbols(config.symbols)
     unknown = sorted(set(wanted) - set(universe))
     if unknown:
-        raise UnknownSymbolsError(f"not in the universe (materialise `symbols` first or fix the list): {unknown}")
+        raise UnknownSymbolsError(
+            f"not in the universe (materialise `symbols` first or fix the list): {unknown}"
+        )
     return wanted
 
 
 def _check_results(prices, duplicates, failed, wanted, sessions):
     violations = quality.find_ohlc_violations(prices)
     bad_ticks = quality.find_bad_ticks(prices)
-    missing = quality.find_missing_sessions(prices, [s for s in wanted if s not in failed], sessions)
-    yield _result(checks.RAW_PRICES_NO_DUPLICATES, duplicates[["symbol", "date", "close"]], "duplicate_rows")
-    yield _result(checks.RAW_PRICES_OHLC_CONSISTENT, violations[["symbol", "date", "open", "high", "low", "close", "volume", "violation"]], "violations")
+    missing = quality.find_missing_sessions(
+        prices, [s for s in wanted if s not in failed], sessions
+    )
+    yield _result(
+        checks.RAW_PRICES_NO_DUPLICATES, duplicates[["symbol", "date", "close"]], "duplicate_rows"
+    )
+    yield _result(
+        checks.RAW_PRICES_OHLC_CONSISTENT,
+        violations[["symbol", "date", "open", "high", "low", "close", "volume", "violation"]],
+        "violations",
+    )
     yield _result(checks.RAW_PRICES_NO_BAD_TICKS, bad_ticks, "bad_ticks")
     yield _result(
-        checks.RAW_PRICES_COMPLETE, missing, "missing_pairs", severity=dg.AssetCheckSeverity.WARN,
-        extra={"symbols_without_rows": dg.MetadataValue.json(sorted(set(wanted) - set(prices["symbol"]) - set(failed)))},
+        checks.RAW_PRICES_COMPLETE,
+        missing,
+        "missing_pairs",
+        severity=dg.AssetCheckSeverity.WARN,
+        extra={
+            "symbols_without_rows": dg.MetadataValue.json(
+                sorted(set(wanted) - set(prices["symbol"]) - set(failed))
+            )
+        },
     )
     failed_frame = pd.DataFrame({"symbol": list(failed), "reason": list(failed.values())})
-    yield _result(checks.RAW_PRICES_ALL_FETCHED, failed_frame, "failed_symbols", severity=dg.AssetCheckSeverity.WARN)
+    yield _result(
+        checks.RAW_PRICES_ALL_FETCHED,
+        failed_frame,
+        "failed_symbols",
+        severity=dg.AssetCheckSeverity.WARN,
+    )
 
 
-def _result(name, offending: pd.DataFrame, label: str, severity=dg.AssetCheckSeverity.ERROR, extra=None):
+def _result(
+    name, offending: pd.DataFrame, label: str, severity=dg.AssetCheckSeverity.ERROR, extra=None
+):
     metadata = {label: dg.MetadataValue.int(len(offending)), **(extra or {})}
     if len(offending):
-        metadata[f"{label}_listed"] = dg.MetadataValue.md(offending.head(MAX_LISTED).to_markdown(index=False))
+        metadata[f"{label}_listed"] = dg.MetadataValue.md(
+            offending.head(MAX_LISTED).to_markdown(index=False)
+        )
     return dg.AssetCheckResult(
         check_name=name, passed=offending.empty, severity=severity, metadata=metadata
     )
@@ -119,4 +150,6 @@ def _result(name, offending: pd.DataFrame, label: str, severity=dg.AssetCheckSev
 
 def _head(failed: dict[str, str], n: int = 5) -> str:
     items = list(failed.items())
-    return "; ".join(f"{s}: {r}" for s, r in items[:n]) + (f" (+{len(items) - n} more)" if len(items) > n else "")
+    return "; ".join(f"{s}: {r}" for s, r in items[:n]) + (
+        f" (+{len(items) - n} more)" if len(items) > n else ""
+    )

@@ -1,6 +1,5 @@
 """symbols: the universe every downstream asset works over."""
 
-
 import dagster as dg
 import pandas as pd
 
@@ -19,7 +18,9 @@ UNIVERSE_METADATA_KEY = "symbols"
     # Lets `dagster asset materialize --select '*' --partition-range A...B` run the graph in one run.
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
-def symbols(context: dg.AssetExecutionContext, universe: UniverseResource) -> dg.Output[pd.DataFrame]:
+def symbols(
+    context: dg.AssetExecutionContext, universe: UniverseResource
+) -> dg.Output[pd.DataFrame]:
     """The tradable universe: the stocks we track with their sector, plus SPY, QQQ and ^VIX, which
     the market environment needs. Every symbol passes a strict ticker pattern before it can reach SQL
     or a URL. Metadata lists the symbols added and removed since the previous materialisation."""

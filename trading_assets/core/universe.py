@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -81,3 +82,38 @@ def universe_changes(previous: Sequence[str] | None, current: Sequence[str]) -> 
     prev = set(previous or [])
     cur = set(current)
     return sorted(cur - prev), sorted(prev - cur)
+
+
+FUNDAMENTALS_COLUMNS: tuple[str, ...] = ("symbol", "market_cap", "as_of")
+
+
+def read_fundamentals_csv(path: str | Path) -> pd.DataFrame:
+    """``symbol, market_cap (float, NaN when unknown), as_of`` from a CSV with symbol and market_cap.
+
+    ``as_of`` is taken from an ``as_of`` column, else from a date in the file name
+    (``fundamentals_2025-02-01.csv``), else left empty.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UniverseError(f"fundamentals file not found: {path}")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise UniverseError(f"fundamentals file {path} is not a readable CSV: {exc}") from exc
+    cols = {c.strip().lower(): c for c in frame.columns}
+    missing = [c for c in ("symbol", "market_cap") if c not in cols]
+    if missing:
+        raise UniverseError(f"fundamentals file {path} lacks column(s) {missing}")
+    caps = pd.to_numeric(frame[cols["market_cap"]], errors="coerce")
+    if (caps.isna() & frame[cols["market_cap"]].notna()).any():
+        raise UniverseError(f"fundamentals file {path} has non-numeric market_cap values")
+    match = re.search(r"\d{4}-\d{2}-\d{2}", path.name)
+    as_of = frame[cols["as_of"]].astype(str) if "as_of" in cols else (match.group(0) if match else None)
+    out = pd.DataFrame({"symbol": validate_symbols_keep(frame[cols["symbol"]]), "market_cap": caps, "as_of": as_of})
+    return out.drop_duplicates("symbol", keep="last").reset_index(drop=True)
+
+
+def validate_symbols_keep(values: pd.Series) -> list[str]:
+    """Normalise a symbol column row by row (one output per input); InvalidSymbolError on any bad one."""
+    validate_symbols(values)  # raises naming every bad symbol
+    return [str(v).strip().upper() for v in values]

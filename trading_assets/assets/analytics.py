@@ -1,0 +1,248 @@
+"""indicators → market_environment → watchlist, and the fundamentals the screen reads.
+
+Thin: every rule lives in trading_assets.core (indicators, regime, screen, sizing, plots).
+"""
+
+import dataclasses
+
+import dagster as dg
+import pandas as pd
+
+from trading_assets import checks
+from trading_assets.assets.metadata import frame_metadata, output_metadata
+from trading_assets.core.indicators import (
+    INDICATOR_LOOKBACK_SESSIONS,
+    compute_indicators,
+    continue_obv,
+)
+from trading_assets.core.plots import environment_plot_png, png_data_uri_markdown
+from trading_assets.core.regime import (
+    DEFAULT_ENVIRONMENT_PARAMS,
+    compute_market_environment,
+    environment_report_markdown,
+    missing_benchmark_sessions,
+)
+from trading_assets.core.screen import DEFAULT_SCREEN_PARAMS, screen_watchlist
+from trading_assets.core.sizing import DEFAULT_SIZING_PARAMS
+from trading_assets.partitions import sessions_in_window, trading_days
+from trading_assets.resources import FundamentalsResource
+
+# Columns of raw_prices repeated in the indicators table, so a screen reads one table.
+PRICE_COLUMNS_KEPT = ("close", "volume")
+# History the environment plot shows besides the sessions just materialised (one trading year).
+PLOT_HISTORY_SESSIONS = 252
+
+_single_run = dg.BackfillPolicy.single_run()
+
+
+def _previous_sessions(n: int) -> dg.TimeWindowPartitionMapping:
+    """The n partitions before the ones being materialised (a self-dependency), missing ones allowed."""
+    return dg.TimeWindowPartitionMapping(
+        start_offset=-n, end_offset=-1, allow_nonexistent_upstream_partitions=True
+    )
+
+
+def _in_window(frame: pd.DataFrame, context: dg.AssetExecutionContext) -> pd.DataFrame:
+    sessions = set(sessions_in_window(context.partition_time_window))
+    return frame[frame["date"].isin(sessions)].reset_index(drop=True)
+
+
+class ParamOverrides(dg.Config):
+    overrides: dict[str, float] = {}
+    """Named constants to override for this run, e.g. {"a_vix_max": 22}. Names as in trading_assets.core."""
+
+
+def _params(defaults, overrides: dict[str, float]):
+    known = {f.name for f in dataclasses.fields(defaults)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(known)}")
+    return dataclasses.replace(defaults, **overrides)
+
+
+@dg.asset(
+    group_name="market",
+    kinds={"pandas", "duckdb"},
+    pool="duckdb",
+    metadata={"unique_key": ["symbol"]},
+    backfill_policy=_single_run,
+    deps=["symbols"],
+)
+def fundamentals(fundamentals_source: FundamentalsResource) -> dg.Output[pd.DataFrame]:
+    """Market capitalisation per symbol from a fundamentals snapshot (the bundled S&P 500 file of
+    2025-02-01 by default). The screen's market-cap rule reads it; a symbol without a known market
+    cap is screened as `unknown`, never as a pass. One snapshot serves all dates: a backtest over
+    earlier years sees today's sizes (look-ahead), which is why the screen says where it used it."""
+    frame = fundamentals_source.load()
+    return dg.Output(
+        frame,
+        metadata={
+            **frame_metadata(frame),
+            "as_of": str(frame["as_of"].iloc[0]),
+            "market_cap_known": int(frame["market_cap"].notna().sum()),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=trading_days,
+    backfill_policy=_single_run,
+    group_name="analytics",
+    kinds={"pandas", "duckdb"},
+    pool="duckdb",
+    metadata={"partition_expr": "date", "unique_key": ["symbol", "date"]},
+    ins={
+        # Bounded lookback: enough sessions for every recursive indicator to converge (see core).
+        "raw_prices": dg.AssetIn(
+            partition_mapping=dg.TimeWindowPartitionMapping(
+                start_offset=-INDICATOR_LOOKBACK_SESSIONS,
+                allow_nonexistent_upstream_partitions=True,
+            ),
+            metadata={"columns": ["symbol", "date", "open", "high", "low", "close", "volume"]},
+        ),
+        # OBV is a running sum that never converges: carry it from the stored previous session.
+        "previous": dg.AssetIn(
+            key="indicators",
+            partition_mapping=_previous_sessions(1),
+            metadata={"columns": ["symbol", "date", "obv"], "allow_missing": True},
+        ),
+    },
+)
+def indicators(context: dg.AssetExecutionContext, raw_prices: pd.DataFrame, previous: pd.DataFrame):
+    """Technical indicators per symbol and session (SMA 20/50/200, EMA 12/26, RSI 14, MACD, Bollinger,
+    ATR 14, OBV, slow stochastic: equal to TA-Lib), the STDEV-tactic columns (z-score, ATR rank,
+    EMA slope, 20-day HH/LL, 52-week distance, 50-day volume) and the relative-strength rating
+    rs_rating 1-99 across the universe's stocks. A new session reads a bounded lookback of prices,
+    not the whole history, and still equals a full backfill."""
+    full = compute_indicators(raw_prices)
+    full = continue_obv(full, previous if previous is not None else full.iloc[:0])
+    prices = raw_prices[["symbol", "date", *PRICE_COLUMNS_KEPT]]
+    out = _in_window(full.merge(prices, on=["symbol", "date"], how="left"), context)
+    light = {
+        "rows": len(out),
+        "lookback_first_date": str(raw_prices["date"].min()) if len(raw_prices) else "",
+        "lookback_rows": len(raw_prices),
+        "symbols": int(out["symbol"].nunique()),
+    }
+    return dg.Output(out, metadata=output_metadata(context, light, frame_metadata(out)))
+
+
+@dg.asset(
+    partitions_def=trading_days,
+    backfill_policy=_single_run,
+    group_name="analytics",
+    kinds={"pandas", "duckdb"},
+    pool="duckdb",
+    metadata={"partition_expr": "date", "unique_key": ["date"]},
+    ins={
+        "indicators": dg.AssetIn(
+            metadata={"columns": ["symbol", "date", "close", "sma_50", "sma_200"]}
+        ),
+        "history": dg.AssetIn(
+            key="market_environment",
+            partition_mapping=_previous_sessions(PLOT_HISTORY_SESSIONS),
+            metadata={"allow_missing": True},
+        ),
+    },
+    check_specs=[
+        dg.AssetCheckSpec(
+            checks.ENVIRONMENT_INPUTS_PRESENT,
+            asset="market_environment",
+            blocking=True,
+            description="SPY, QQQ and ^VIX have a close (and their SMAs once warmed up) on every session.",
+        )
+    ],
+)
+def market_environment(
+    context: dg.AssetExecutionContext,
+    config: ParamOverrides,
+    indicators: pd.DataFrame,
+    history: pd.DataFrame,
+):
+    """The market environment per session: A (aggressive), B (normal), C (defensive) or D (avoid),
+    from SPY and QQQ against their 50/200-day SMAs, the % of stocks above their 50-day SMA and the
+    VIX, with the sizing it allows (base size, risk per trade, portfolio heat limit). A session with
+    a missing SPY, QQQ or VIX input is left unclassified and fails the blocking check."""
+    params = _params(DEFAULT_ENVIRONMENT_PARAMS, config.overrides)
+    env = compute_market_environment(indicators, params)
+    env = _in_window(env, context)
+    missing = missing_benchmark_sessions(env)
+    shown = (
+        pd.concat([history, env], ignore_index=True)
+        if history is not None and len(history)
+        else env
+    )
+    shown = shown.drop_duplicates("date", keep="last").sort_values("date")
+    light: dict[str, object] = {
+        "rows": len(env),
+        "environments": dg.MetadataValue.json(
+            env["environment"].fillna("unclassified").value_counts().to_dict()
+        ),
+    }
+    heavy: dict[str, object] = frame_metadata(env)
+    classified = env[env["environment"].notna()]
+    if len(classified):
+        latest = classified.iloc[-1]
+        light["latest_session"] = str(latest["date"])
+        light["latest_environment"] = str(latest["environment"])
+        heavy["report"] = dg.MetadataValue.md(environment_report_markdown(latest))
+    if shown["spy_close"].notna().any():
+        png = environment_plot_png(shown)
+        heavy["plot"] = dg.MetadataValue.md(png_data_uri_markdown(png, "market environment vs SPY"))
+    yield dg.Output(env, metadata=output_metadata(context, light, heavy))
+    yield dg.AssetCheckResult(
+        check_name=checks.ENVIRONMENT_INPUTS_PRESENT,
+        passed=missing.empty,
+        metadata={
+            "sessions_missing_inputs": len(missing),
+            "listed": dg.MetadataValue.md(missing.head(50).to_markdown(index=False)),
+        },
+    )
+
+
+class WatchlistConfig(dg.Config):
+    screen: dict[str, float] = {}
+    """Screen cut-offs to override, e.g. {"min_rs_rating": 85}."""
+    sizing: dict[str, float] = {}
+    """Sizing constants to override, e.g. {"equity": 250000, "stop_atr_multiple": 1.5}."""
+
+
+@dg.asset(
+    partitions_def=trading_days,
+    backfill_policy=_single_run,
+    group_name="analytics",
+    kinds={"pandas", "duckdb"},
+    pool="duckdb",
+    # A session on which no stock passes the screen is a real, empty watchlist.
+    metadata={"partition_expr": "date", "unique_key": ["symbol", "date"], "allow_empty": True},
+)
+def watchlist(
+    context: dg.AssetExecutionContext,
+    config: WatchlistConfig,
+    indicators: pd.DataFrame,
+    market_environment: pd.DataFrame,
+    fundamentals: pd.DataFrame,
+):
+    """Stocks passing the screen each session (RS rating ≥ 80, 50-day volume ≥ 500k, close above the
+    50- and 200-day SMAs, market cap ≥ $1B where known), each with a position plan sized for that
+    day's environment: confluence edges, entry, stop (2 ATR), shares, risk $, targets +10/+20/+75%,
+    and `heat_exceeded` where the portfolio heat limit leaves no room."""
+    screen = _params(DEFAULT_SCREEN_PARAMS, config.screen)
+    sizing = _params(DEFAULT_SIZING_PARAMS, config.sizing)
+    out = screen_watchlist(indicators, market_environment, fundamentals, screen, sizing)
+    out = _in_window(out, context)
+    sized = out[out["shares"].fillna(0) > 0]
+    light = {
+        "rows": len(out),
+        "sessions": int(out["date"].nunique()),
+        "sized_positions": len(sized),
+        "heat_exceeded": int(out["heat_exceeded"].fillna(False).astype(bool).sum()),
+    }
+    heavy = {
+        "latest": dg.MetadataValue.md(
+            out[out["date"] == out["date"].max()].head(20).to_markdown(index=False)
+            if len(out)
+            else "empty"
+        ),
+    }
+    return dg.Output(out, metadata=output_metadata(context, light, heavy))
