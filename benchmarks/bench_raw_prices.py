@@ -53,10 +53,12 @@ def run_backfill(shared: Path, db: Path) -> tuple[float, dict]:
         },
         tags={"dagster/asset_partition_range_start": START, "dagster/asset_partition_range_end": END},
         instance=dg.DagsterInstance.ephemeral(),
+        # The full history holds 5 real bad bars (^VIX, HUBB): the blocking OHLC check fails, as it should.
+        raise_on_error=False,
     )
     wall = time.perf_counter() - t0
-    assert result.success
     md = {k: v.value for k, v in result.asset_materializations_for_node("raw_prices")[0].metadata.items()}
+    md["checks"] = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     return wall, md
 
 
@@ -102,6 +104,10 @@ def main() -> None:
         f"| IO manager write (one transaction: delete range, insert, checks) | {write_s:.2f} s = {io_rate:,.0f} rows/s |",
         f"| floor: DuckDB `INSERT ... SELECT` of the same Arrow table (best of 3) | {floor_s:.2f} s = {floor_rate:,.0f} rows/s |",
         f"| **IO manager throughput / floor** | **{io_rate / floor_rate:.2f}** |",
+        "",
+        "Checks on the full history: "
+        + ", ".join(f"`{k}` {'passed' if v else 'FAILED'}" for k, v in md["checks"].items())
+        + " (the shared data has 5 real inconsistent bars: four ^VIX opens and one HUBB low).",
         "",
     ]
     text = "\n".join(lines)

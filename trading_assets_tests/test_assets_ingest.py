@@ -193,3 +193,33 @@ def test_single_partition_key_run(tmp_path):
 @pytest.mark.parametrize("weekend", ["2024-03-30", "2024-03-29"])
 def test_no_partition_on_closed_days(weekend):
     assert weekend not in raw_prices.partitions_def.get_partition_keys(current_time=dt.datetime(2024, 4, 10))
+
+
+def test_yahoo_source_through_the_asset_with_a_failing_symbol(tmp_path):
+    """TRADING_ASSETS_PRICE_SOURCE=yahoo end to end: real yfinance, a local Yahoo-format server."""
+    from trading_assets_tests.yahoo_server import Fault, isolated_yfinance_cache, serve_yahoo
+
+    served = shared_prices(["AAPL", "MSFT", "SPY", "QQQ", "^VIX"], "2024-03-01", "2024-04-30")
+    db = tmp_path / "t.duckdb"
+    with isolated_yfinance_cache(str(tmp_path / "yf")), serve_yahoo(served, faults={"MSFT": Fault.server_error()}) as server:
+        result = dg.materialize(
+            [symbols, raw_prices],
+            resources={
+                "io_manager": DuckDBIOManager(database=str(db)),
+                "price_source": PriceSourceResource(kind="yahoo", yahoo_base_url=server.base_url, max_retries=1),
+                "universe": UniverseResource(spec="AAPL,MSFT", price_source_kind="yahoo"),
+            },
+            tags=range_tags(*RANGE),
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
+    assert result.success
+    verdicts = check_results(result)
+    assert verdicts[checks.RAW_PRICES_ALL_FETCHED] is False and verdicts[checks.RAW_PRICES_OHLC_CONSISTENT]
+    stored = table(db)
+    assert sorted(stored.symbol.unique()) == ["AAPL", "QQQ", "SPY", "^VIX"]
+    assert set(stored.source) == {"yahoo"}
+    aapl = stored[stored.symbol == "AAPL"].reset_index(drop=True)
+    real = shared_prices(["AAPL"], RANGE[0], RANGE[1]).reset_index(drop=True)
+    assert len(aapl) == len(real) == 9
+    pd.testing.assert_series_equal(aapl["close"], real["close"], check_exact=False, rtol=1e-9)

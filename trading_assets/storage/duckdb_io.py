@@ -198,6 +198,7 @@ class DuckDBIOManager(dg.ConfigurableIOManager):
         date_column = spec.partition_expr if (bounds or spec.partition_expr_explicit) else None
         incoming = to_arrow(frame, date_column=date_column, origin=origin)
 
+        started = time.perf_counter()
         with self._connect(read_only=False) as con:
             # DuckDB cannot register a frame without columns; an (allowed) empty output may be one.
             if incoming.num_columns:
@@ -218,6 +219,7 @@ class DuckDBIOManager(dg.ConfigurableIOManager):
                     con.unregister(INCOMING_VIEW)
 
         rows_deleted, columns, table_rows = written
+        seconds = time.perf_counter() - started
         qualified = self._display(table)
         context.log.info(
             f"{origin}: wrote {incoming.num_rows} row(s) to {qualified}, replaced {rows_deleted}"
@@ -226,6 +228,8 @@ class DuckDBIOManager(dg.ConfigurableIOManager):
             {
                 "row_count": incoming.num_rows,
                 "rows_deleted": rows_deleted,
+                # open + one transaction (create, type checks, delete, insert, unique check, commit)
+                "write_seconds": round(seconds, 3),
                 "table_row_count": table_rows,
                 "dagster/table_name": qualified,
                 "dagster/column_schema": dg.TableSchema(
