@@ -41,7 +41,7 @@ def test_ohlc_rules_each_named():
 def test_real_sample_of_shared_data_has_the_known_vix_bad_open():
     real = shared_prices(["^VIX", "HUBB", "AAPL"])
     bad = quality.find_ohlc_violations(real)
-    assert set(zip(bad.symbol, bad.date.astype(str))) == {
+    assert set(zip(bad.symbol, bad.date.astype(str), strict=True)) == {
         ("^VIX", "2002-09-11"), ("^VIX", "2004-10-26"), ("^VIX", "2004-11-08"), ("^VIX", "2006-02-08"),
         ("HUBB", "2021-05-05"),
     }
@@ -52,7 +52,7 @@ def test_bad_tick_needs_spike_and_revert():
               "REAL": [10, 10, 55, 56, 57], "EDGE": [10, 10, 10, 10, 60]}
     f = bars([(s, D[i], c, c, c, c, 1) for s, cs in closes.items() for i, c in enumerate(cs)])
     ticks = quality.find_bad_ticks(f)
-    assert sorted(zip(ticks.symbol, ticks.date)) == [("DROP", D[2]), ("SPIKE", D[2])]
+    assert sorted(zip(ticks.symbol, ticks.date, strict=True)) == [("DROP", D[2]), ("SPIKE", D[2])]
     assert ticks.set_index("symbol").loc["SPIKE", "prev_close"] == 10
 
 
@@ -63,6 +63,6 @@ def test_no_bad_ticks_in_real_history():
 def test_missing_sessions_respect_listing_date_and_missing_symbols():
     f = bars([("A", d, 1, 1, 1, 1, 1) for d in D if d != D[3]] + [("LATE", d, 1, 1, 1, 1, 1) for d in D[4:]])
     missing = quality.find_missing_sessions(f, ["A", "LATE", "GONE"], D)
-    got = sorted(zip(missing.symbol, missing.date))
+    got = sorted(zip(missing.symbol, missing.date, strict=True))
     assert got == [("A", D[3])] + [("GONE", d) for d in D]
     assert quality.find_missing_sessions(f, ["A"], []).empty

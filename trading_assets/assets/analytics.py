@@ -32,7 +32,14 @@ PRICE_COLUMNS_KEPT = ("close", "volume")
 # History the environment plot shows besides the sessions just materialised (one trading year).
 PLOT_HISTORY_SESSIONS = 252
 
-_single_run = dg.BackfillPolicy.single_run()
+# Every daily analytics asset: trading-session partitions, one run per range, the DuckDB writers' pool.
+DAILY = dict(
+    partitions_def=trading_days,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="analytics",
+    kinds={"pandas", "duckdb"},
+    pool="duckdb",
+)
 
 
 def _previous_sessions(n: int) -> dg.TimeWindowPartitionMapping:
@@ -65,7 +72,7 @@ def _params(defaults, overrides: dict[str, float]):
     kinds={"pandas", "duckdb"},
     pool="duckdb",
     metadata={"unique_key": ["symbol"]},
-    backfill_policy=_single_run,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     deps=["symbols"],
 )
 def fundamentals(fundamentals_source: FundamentalsResource) -> dg.Output[pd.DataFrame]:
@@ -85,11 +92,7 @@ def fundamentals(fundamentals_source: FundamentalsResource) -> dg.Output[pd.Data
 
 
 @dg.asset(
-    partitions_def=trading_days,
-    backfill_policy=_single_run,
-    group_name="analytics",
-    kinds={"pandas", "duckdb"},
-    pool="duckdb",
+    **DAILY,
     metadata={"partition_expr": "date", "unique_key": ["symbol", "date"]},
     ins={
         # Bounded lookback: enough sessions for every recursive indicator to converge (see core).
@@ -128,11 +131,7 @@ def indicators(context: dg.AssetExecutionContext, raw_prices: pd.DataFrame, prev
 
 
 @dg.asset(
-    partitions_def=trading_days,
-    backfill_policy=_single_run,
-    group_name="analytics",
-    kinds={"pandas", "duckdb"},
-    pool="duckdb",
+    **DAILY,
     metadata={"partition_expr": "date", "unique_key": ["date"]},
     ins={
         "indicators": dg.AssetIn(
@@ -208,11 +207,7 @@ class WatchlistConfig(dg.Config):
 
 
 @dg.asset(
-    partitions_def=trading_days,
-    backfill_policy=_single_run,
-    group_name="analytics",
-    kinds={"pandas", "duckdb"},
-    pool="duckdb",
+    **DAILY,
     # A session on which no stock passes the screen is a real, empty watchlist.
     metadata={"partition_expr": "date", "unique_key": ["symbol", "date"], "allow_empty": True},
 )

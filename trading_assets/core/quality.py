@@ -35,18 +35,18 @@ def drop_duplicates(prices: pd.DataFrame, key: Sequence[str] = ("symbol", "date"
 
 def find_ohlc_violations(prices: pd.DataFrame, rel_tol: float = OHLC_REL_TOLERANCE) -> pd.DataFrame:
     """Rows breaking low <= open, close <= high; prices > 0; volume >= 0 (null volume is allowed: indices)."""
-    o, h, l, c = (prices[col].to_numpy(dtype=float) for col in ("open", "high", "low", "close"))
+    o, h, lo, c = (prices[col].to_numpy(dtype=float) for col in ("open", "high", "low", "close"))
     v = prices["volume"].to_numpy(dtype=float)
     tol = rel_tol * np.abs(np.nan_to_num(c, nan=0.0))
     with np.errstate(invalid="ignore"):
         reasons = {
-            "low>open": l - o > tol,
-            "low>close": l - c > tol,
+            "low>open": lo - o > tol,
+            "low>close": lo - c > tol,
             "open>high": o - h > tol,
             "close>high": c - h > tol,
-            "low>high": l - h > tol,
-            "price<=0": (o <= 0) | (h <= 0) | (l <= 0) | (c <= 0),
-            "price_nan": np.isnan(o) | np.isnan(h) | np.isnan(l) | np.isnan(c),
+            "low>high": lo - h > tol,
+            "price<=0": (o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0),
+            "price_nan": np.isnan(o) | np.isnan(h) | np.isnan(lo) | np.isnan(c),
             "volume<0": v < 0,
         }
     bad = np.zeros(len(prices), dtype=bool)

@@ -25,6 +25,7 @@ import pandas as pd
 from trading_assets.core.sizing import (
     DEFAULT_SIZING_PARAMS,
     EDGE_INPUT_COLUMNS,
+    PLAN_COLUMNS,
     SizingParams,
     count_edges,
     plan_positions,
@@ -70,19 +71,7 @@ WATCHLIST_COLUMNS: tuple[str, ...] = (
     "risk_pct",
     "heat_limit",
     "atr_14",
-    "entry",
-    "stop",
-    "edge_multiplier",
-    "position_value",
-    "shares",
-    "cost",
-    "risk_dollars",
-    "target_1",
-    "target_2",
-    "target_3",
-    "portfolio_heat",
-    "heat_exceeded",
-    "sizing_status",
+    *PLAN_COLUMNS,
 )
 
 
