@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from trading_assets import checks
-from trading_assets.assets.metadata import frame_metadata, output_metadata
+from trading_assets.assets.metadata import frame_metadata, split_metadata
 from trading_assets.core.indicators import (
     INDICATOR_LOOKBACK_SESSIONS,
     compute_indicators,
@@ -127,7 +127,9 @@ def indicators(context: dg.AssetExecutionContext, raw_prices: pd.DataFrame, prev
         "lookback_rows": len(raw_prices),
         "symbols": int(out["symbol"].nunique()),
     }
-    return dg.Output(out, metadata=output_metadata(context, light, frame_metadata(out)))
+    metadata, events = split_metadata(context, light, frame_metadata(out))
+    yield dg.Output(out, metadata=metadata)
+    yield from events
 
 
 @dg.asset(
@@ -188,7 +190,9 @@ def market_environment(
     if shown["spy_close"].notna().any():
         png = environment_plot_png(shown)
         heavy["plot"] = dg.MetadataValue.md(png_data_uri_markdown(png, "market environment vs SPY"))
-    yield dg.Output(env, metadata=output_metadata(context, light, heavy))
+    metadata, events = split_metadata(context, light, heavy)
+    yield dg.Output(env, metadata=metadata)
+    yield from events
     yield dg.AssetCheckResult(
         check_name=checks.ENVIRONMENT_INPUTS_PRESENT,
         passed=missing.empty,
@@ -240,4 +244,6 @@ def watchlist(
             else "empty"
         ),
     }
-    return dg.Output(out, metadata=output_metadata(context, light, heavy))
+    metadata, events = split_metadata(context, light, heavy)
+    yield dg.Output(out, metadata=metadata)
+    yield from events

@@ -21,27 +21,18 @@ def frame_metadata(frame: pd.DataFrame) -> dict[str, dg.MetadataValue]:
     }
 
 
-def output_metadata(
+def split_metadata(
     context: dg.AssetExecutionContext, light: dict[str, object], heavy: dict[str, object]
-) -> dict[str, object]:
-    """The metadata to put on the Output: everything for one partition, only ``light`` for a range.
+) -> tuple[dict[str, object], list[dg.AssetObservation]]:
+    """(metadata for the Output, events to yield after it).
 
-    For a range, ``heavy`` is logged once as an AssetObservation of the range's last partition.
+    One partition: everything on the Output. A range: only ``light`` on the Output, and one
+    AssetObservation of the range's last partition with everything, yielded after the Output so it
+    is the newest event on the asset's page.
     """
-    if (
-        not context.has_partition_key_range
-        or context.partition_key_range.start == context.partition_key_range.end
-    ):
-        return {**light, **heavy}
+    if not context.has_partition_key_range or context.partition_key_range.start == context.partition_key_range.end:
+        return {**light, **heavy}, []
     last = context.partition_key_range.end
-    context.log_event(
-        dg.AssetObservation(
-            asset_key=context.asset_key, partition=last, metadata={**light, **heavy}
-        )
-    )
-    return {
-        **light,
-        "details": dg.MetadataValue.text(
-            f"preview, report and plots: observation of partition {last}"
-        ),
-    }
+    observation = dg.AssetObservation(asset_key=context.asset_key, partition=last, metadata={**light, **heavy})
+    note = dg.MetadataValue.text(f"preview, report and plots: the observation of partition {last}")
+    return {**light, "details": note}, [observation]

@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from trading_assets import checks
-from trading_assets.assets.metadata import frame_metadata, output_metadata
+from trading_assets.assets.metadata import frame_metadata, split_metadata
 from trading_assets.core import quality
 from trading_assets.core.symbols import validate_symbols
 from trading_assets.partitions import sessions_in_window, trading_days
@@ -84,7 +84,9 @@ def raw_prices(
         - int(duplicates[["symbol", "date"]].drop_duplicates().shape[0]),
     }
     heavy = {**frame_metadata(prices), "failed_symbols": dg.MetadataValue.json(result.failed)}
-    yield dg.Output(prices, metadata=output_metadata(context, light, heavy))
+    metadata, events = split_metadata(context, light, heavy)
+    yield dg.Output(prices, metadata=metadata)
+    yield from events
     yield from _check_results(prices, duplicates, result.failed, wanted, sessions)
 
 
