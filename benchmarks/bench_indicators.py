@@ -41,7 +41,6 @@ SESSIONS = 2_520
 SYMBOLS = 500
 BENCHMARKS = ("SPY", "QQQ", "^VIX")
 RANDOM_SEED = 20250724
-DOC = ROOT / "docs" / "benchmarks_indicators.md"
 
 
 def load_real() -> pd.DataFrame:
@@ -256,7 +255,7 @@ def main() -> None:
     parser.add_argument(
         "--synthetic", action="store_true", help="seeded random walk instead of the parquet"
     )
-    parser.add_argument("--write-doc", action="store_true", help=f"write {DOC.relative_to(ROOT)}")
+    parser.add_argument("--write-doc", action="store_true", help="update this section of docs/benchmarks.md")
     args = parser.parse_args()
 
     import numba
@@ -341,8 +340,9 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write_doc:
-        DOC.parent.mkdir(parents=True, exist_ok=True)
-        DOC.write_text(table + "\n")
+        from _doc import write_section  # benchmarks/ is on sys.path when run as a script
+
+        write_section(table)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Source: ../shared/data/market/prices_daily.parquet through the `files` source. M
 wall time and peak memory, the IO manager's write throughput (rows/s), and a floor measured in the
 same process: DuckDB inserting the same Arrow table straight into an empty table.
 
-    python benchmarks/bench_raw_prices.py [--shared ../shared/data/market] [--out docs/benchmarks.md]
+    python benchmarks/bench_raw_prices.py [--shared ../shared/data/market] [--write-doc]
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def run_backfill(shared: Path, db: Path) -> tuple[float, dict]:
 def floor_insert(db: Path, tmp: Path) -> tuple[int, float]:
     """DuckDB's own speed: the stored rows as one Arrow table, inserted into an empty table."""
     with duckdb.connect(str(db), read_only=True) as con:
-        arrow: pa.Table = con.execute("SELECT * FROM raw_prices").fetch_arrow_table()
+        arrow: pa.Table = con.execute("SELECT * FROM raw_prices").to_arrow_table()
         ddl = con.execute("SELECT sql FROM duckdb_tables() WHERE table_name = 'raw_prices'").fetchone()[0]
     best = float("inf")
     for i in range(3):
@@ -80,7 +80,7 @@ def floor_insert(db: Path, tmp: Path) -> tuple[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shared", default=str(ROOT.parent / "shared/data/market"))
-    parser.add_argument("--out", default=None, help="write the markdown section to this file")
+    parser.add_argument("--write-doc", action="store_true", help="update this section of docs/benchmarks.md")
     args = parser.parse_args()
     shared = Path(args.shared)
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -112,8 +112,10 @@ def main() -> None:
     ]
     text = "\n".join(lines)
     print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    if args.write_doc:
+        from _doc import write_section  # benchmarks/ is on sys.path when run as a script
+
+        write_section(text)
 
 
 if __name__ == "__main__":
