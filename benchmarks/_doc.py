@@ -1,5 +1,7 @@
-"""Write one benchmark's section into docs/benchmarks.md, leaving the other sections as they are."""
+"""Shared by the benchmarks: the machine they ran on, and writing one section of docs/benchmarks.md."""
 
+import os
+import platform
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -15,3 +17,17 @@ def write_section(text: str, doc: Path = DOC) -> None:
     head, sections = parts[0], ["## " + p for p in parts[1:]]
     sections = [s for s in sections if s.splitlines()[0] != heading] + [text.strip() + "\n"]
     doc.write_text(head.rstrip() + "\n\n" + "\n\n".join(s.strip() + "\n" for s in sorted(sections)))
+
+
+def machine() -> str:
+    """Cores, CPU model, RAM, OS, Python and the load average now: what a reader needs to compare."""
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f} at start"
+    )

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from _doc import machine, write_section  # benchmarks/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -234,20 +234,6 @@ def first_call_seconds(cache_dir: str | None) -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
-def machine() -> str:
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as f:
-        mem_kb = int(f.readline().split()[1])
-    load = os.getloadavg()
-    return (f"{os.cpu_count()} CPUs (nproc), {cpu}, {mem_kb / 2**20:.0f} GiB RAM, "
-            f"Python {platform.python_version()}, load average {load[0]:.2f} at start")  # fmt: skip
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -340,8 +326,6 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write_doc:
-        from _doc import write_section  # benchmarks/ is on sys.path when run as a script
-
         write_section(table)
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import platform
 import resource
 import tempfile
 import time
@@ -21,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pyarrow as pa
+from _doc import machine, write_section  # benchmarks/ is on sys.path when run as a script
 
 from trading_assets.assets.prices import raw_prices
 from trading_assets.assets.universe import symbols
@@ -30,16 +29,6 @@ from trading_assets.storage.duckdb_io import DuckDBIOManager
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "2000-01-03", "2025-07-23"
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
 def run_backfill(shared: Path, db: Path) -> tuple[float, dict]:
@@ -113,8 +102,6 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.write_doc:
-        from _doc import write_section  # benchmarks/ is on sys.path when run as a script
-
         write_section(text)
 
 
