@@ -15,7 +15,7 @@ import datetime as dt
 
 import pandas as pd
 
-from trading_assets.core.symbols import InvalidSymbolError, normalize_symbol, validate_symbols
+from trading_assets.core.symbols import normalize_symbol_column
 
 OHLC_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 OHLCV_COLUMNS: tuple[str, ...] = (*OHLC_COLUMNS, "volume")
@@ -56,7 +56,7 @@ def normalize_prices(
             f"got {[str(c) for c in frame.columns]}"
         )
     out = pd.DataFrame({c: frame[cols[c]].to_numpy() for c in PRICE_COLUMNS})
-    out["symbol"] = _symbol_column(out["symbol"])
+    out["symbol"] = normalize_symbol_column(out["symbol"])
     try:
         dates = pd.to_datetime(out["date"], errors="raise")
     except (ValueError, TypeError) as exc:
@@ -78,14 +78,3 @@ def normalize_prices(
     out = out.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
     return out[list(RAW_PRICE_COLUMNS)]
 
-
-def _symbol_column(col: pd.Series) -> pd.Series:
-    """Validate each distinct symbol once (not once per row) and map the column to normal form."""
-    uniques = list(pd.unique(col))
-    mapping: dict[object, str] = {}
-    for value in uniques:
-        try:
-            mapping[value] = normalize_symbol(value)
-        except InvalidSymbolError:
-            validate_symbols(uniques)  # raises one error naming every bad symbol
-    return col.map(mapping).astype(object)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+import pandas as pd
+
 # Yahoo-style tickers: AAPL, BRK-B, BF-B, ^VIX, BHP.AX, 7203.T, RDS.A, ES=F, EURUSD=X.
 # One optional caret (indices), a root of letters/digits, up to two dot/dash suffixes, and an
 # optional Yahoo "=X"/"=F" tail. No spaces, quotes, slashes, semicolons or lower case survive.
@@ -52,3 +54,19 @@ def validate_symbols(raw: Iterable[object]) -> list[str]:
             f"{len(bad)} invalid symbol(s): {shown}; expected Yahoo-style tickers such as AAPL, BRK-B or ^VIX"
         )
     return out
+
+
+def normalize_symbol_column(col: pd.Series) -> pd.Series:
+    """A column of symbols in normal form, one output per row (repeats kept).
+
+    Each distinct value is validated once, not once per row; any bad value raises one
+    InvalidSymbolError naming every bad symbol.
+    """
+    mapping: dict[object, str] = {}
+    uniques = list(pd.unique(col))
+    for value in uniques:
+        try:
+            mapping[value] = normalize_symbol(value)
+        except InvalidSymbolError:
+            validate_symbols(uniques)  # raises, naming every bad symbol
+    return col.map(mapping).astype(object)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from trading_assets.core.symbols import BENCHMARK_SYMBOLS, validate_symbols
+from trading_assets.core.symbols import BENCHMARK_SYMBOLS, normalize_symbol_column
 
 UNIVERSE_COLUMNS: tuple[str, ...] = ("symbol", "name", "sector", "is_benchmark")
 BENCHMARK_SECTOR = "Benchmark"
@@ -56,11 +56,8 @@ def build_universe(members: pd.DataFrame, benchmarks: Sequence[str] = BENCHMARK_
     Raises InvalidSymbolError naming every bad symbol, UniverseError when no stock remains.
     """
     members = members.copy()
-    members["symbol"] = members["symbol"].astype(str)
-    symbols = validate_symbols(members["symbol"])  # raises on any bad symbol
-    members["symbol"] = members["symbol"].str.strip().str.upper()
-    members = members.drop_duplicates("symbol", keep="first").set_index("symbol").reindex(symbols)
-    members = members.reset_index()
+    members["symbol"] = normalize_symbol_column(members["symbol"].astype(str))
+    members = members.drop_duplicates("symbol", keep="first").reset_index(drop=True)
     bench = set(benchmarks)
     members["is_benchmark"] = members["symbol"].isin(bench)
     if not (~members["is_benchmark"]).any():
@@ -109,11 +106,7 @@ def read_fundamentals_csv(path: str | Path) -> pd.DataFrame:
         raise UniverseError(f"fundamentals file {path} has non-numeric market_cap values")
     match = re.search(r"\d{4}-\d{2}-\d{2}", path.name)
     as_of = frame[cols["as_of"]].astype(str) if "as_of" in cols else (match.group(0) if match else None)
-    out = pd.DataFrame({"symbol": validate_symbols_keep(frame[cols["symbol"]]), "market_cap": caps, "as_of": as_of})
-    return out.drop_duplicates("symbol", keep="last").reset_index(drop=True)
-
-
-def validate_symbols_keep(values: pd.Series) -> list[str]:
-    """Normalise a symbol column row by row (one output per input); InvalidSymbolError on any bad one."""
-    validate_symbols(values)  # raises naming every bad symbol
-    return [str(v).strip().upper() for v in values]
+    out = pd.DataFrame(
+        {"symbol": normalize_symbol_column(frame[cols["symbol"]]), "market_cap": caps, "as_of": as_of}
+    )
+    return out[list(FUNDAMENTALS_COLUMNS)].drop_duplicates("symbol", keep="last").reset_index(drop=True)
