@@ -20,16 +20,7 @@ class UniverseError(ValueError):
 
 def read_universe_csv(path: str | Path) -> pd.DataFrame:
     """A CSV with a ``symbol`` column; ``name`` and ``sector`` are used when present."""
-    path = Path(path)
-    if not path.is_file():
-        raise UniverseError(f"universe file not found: {path}")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UniverseError(f"universe file {path} is not a readable CSV: {exc}") from exc
-    cols = {c.strip().lower(): c for c in frame.columns}
-    if "symbol" not in cols:
-        raise UniverseError(f"universe file {path} has no 'symbol' column (columns: {list(frame.columns)})")
+    frame, cols = _read_csv(path, "universe", ("symbol",), dtype=str, keep_default_na=False)
     return pd.DataFrame(
         {
             "symbol": frame[cols["symbol"]],
@@ -37,6 +28,23 @@ def read_universe_csv(path: str | Path) -> pd.DataFrame:
             "sector": frame[cols["sector"]] if "sector" in cols else None,
         }
     )
+
+
+def _read_csv(path: str | Path, what: str, required: Sequence[str], **read_kw) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The CSV and its columns by lower-cased name; UniverseError if missing, unreadable or lacking ``required``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UniverseError(f"{what} file not found: {path}")
+    try:
+        frame = pd.read_csv(path, **read_kw)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise UniverseError(f"{what} file {path} is not a readable CSV: {exc}") from exc
+    cols = {c.strip().lower(): c for c in frame.columns}
+    missing = [c for c in required if c not in cols]
+    if missing:
+        names = ", ".join(repr(c) for c in missing)
+        raise UniverseError(f"{what} file {path} has no {names} column (columns: {list(frame.columns)})")
+    return frame, cols
 
 
 def parse_universe_spec(spec: str) -> pd.DataFrame:
@@ -91,16 +99,7 @@ def read_fundamentals_csv(path: str | Path) -> pd.DataFrame:
     (``fundamentals_2025-02-01.csv``), else left empty.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UniverseError(f"fundamentals file not found: {path}")
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UniverseError(f"fundamentals file {path} is not a readable CSV: {exc}") from exc
-    cols = {c.strip().lower(): c for c in frame.columns}
-    missing = [c for c in ("symbol", "market_cap") if c not in cols]
-    if missing:
-        raise UniverseError(f"fundamentals file {path} lacks column(s) {missing}")
+    frame, cols = _read_csv(path, "fundamentals", ("symbol", "market_cap"))
     caps = pd.to_numeric(frame[cols["market_cap"]], errors="coerce")
     if (caps.isna() & frame[cols["market_cap"]].notna()).any():
         raise UniverseError(f"fundamentals file {path} has non-numeric market_cap values")
