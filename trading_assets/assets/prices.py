@@ -64,6 +64,7 @@ def raw_prices(
     off_calendar = int((~on_calendar).sum())  # e.g. CBOE-only ^VIX sessions
     prices = prices[on_calendar]
     duplicates = quality.find_duplicates(prices)
+    fetched_rows = len(prices)
     prices = quality.drop_duplicates(prices)
     if prices.empty:
         raise NoPricesFetchedError(
@@ -80,8 +81,7 @@ def raw_prices(
         "last_session": str(sessions[-1]),
         "failed_symbols_count": len(result.failed),
         "rows_off_calendar_dropped": off_calendar,
-        "duplicate_rows_dropped": len(duplicates)
-        - int(duplicates[["symbol", "date"]].drop_duplicates().shape[0]),
+        "duplicate_rows_dropped": fetched_rows - len(prices),
     }
     heavy = {**frame_metadata(prices), "failed_symbols": dg.MetadataValue.json(result.failed)}
     metadata, events = split_metadata(context, light, heavy)
