@@ -119,8 +119,10 @@ def indicators(context: dg.AssetExecutionContext, raw_prices: pd.DataFrame, prev
     not the whole history, and still equals a full backfill."""
     full = compute_indicators(raw_prices)
     full = continue_obv(full, previous if previous is not None else full.iloc[:0])
-    prices = raw_prices[["symbol", "date", *PRICE_COLUMNS_KEPT]]
-    out = _in_window(full.merge(prices, on=["symbol", "date"], how="left"), context)
+    # Only the partition window is stored: cut the lookback off before joining prices to it.
+    out = _in_window(full, context).merge(
+        raw_prices[["symbol", "date", *PRICE_COLUMNS_KEPT]], on=["symbol", "date"], how="left"
+    )
     light = {
         "rows": len(out),
         "lookback_first_date": str(raw_prices["date"].min()) if len(raw_prices) else "",
