@@ -30,9 +30,14 @@ def split_metadata(
     AssetObservation of the range's last partition with everything, yielded after the Output so it
     is the newest event on the asset's page.
     """
-    if not context.has_partition_key_range or context.partition_key_range.start == context.partition_key_range.end:
+    if (
+        not context.has_partition_key_range
+        or context.partition_key_range.start == context.partition_key_range.end
+    ):
         return {**light, **heavy}, []
     last = context.partition_key_range.end
-    observation = dg.AssetObservation(asset_key=context.asset_key, partition=last, metadata={**light, **heavy})
+    observation = dg.AssetObservation(
+        asset_key=context.asset_key, partition=last, metadata={**light, **heavy}
+    )
     note = dg.MetadataValue.text(f"preview, report and plots: the observation of partition {last}")
     return {**light, "details": note}, [observation]
