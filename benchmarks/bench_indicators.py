@@ -168,7 +168,7 @@ def stage_times(prices: pd.DataFrame, repeats: int) -> dict[str, float]:
     """Median time of each step of compute_indicators (uses the module's private steps)."""
     import numba
 
-    from trading_assets.core import indicators as ind
+    from trading_assets.core.indicators import api, constants, inputs, per_symbol, project_columns
 
     steps: dict[str, list[float]] = {}
 
@@ -178,19 +178,19 @@ def stage_times(prices: pd.DataFrame, repeats: int) -> dict[str, float]:
 
     for _ in range(repeats):
         t = time.perf_counter()
-        days = ind._session_days(prices["date"])
-        order, bounds, labels = ind._sort_plan(prices["symbol"], days)
-        cols = [ind._float_column(prices, c, order) for c in ("high", "low", "close", "volume")]
+        days = inputs._session_days(prices["date"])
+        order, bounds, labels = inputs._sort_plan(prices["symbol"], days)
+        cols = [inputs._float_column(prices, c, order) for c in ("high", "low", "close", "volume")]
         t = clock("input: dates, sort check, symbol bounds", t)
         n = len(prices)
-        out = np.empty((ind._N_FLOAT, n))
+        out = np.empty((constants._N_FLOAT, n))
         codes = np.empty(n, dtype=np.int8)
-        with numba.parallel_chunksize(ind._SYMBOLS_PER_CHUNK):
-            ind._all_symbols(bounds, *cols, out, codes)
+        with numba.parallel_chunksize(api._SYMBOLS_PER_CHUNK):
+            per_symbol._all_symbols(bounds, *cols, out, codes)
         t = clock("per-symbol kernel (24 float columns + hh_ll codes, incl. page faults)", t)
         is_stock = np.array([label not in BENCHMARKS for label in labels])
-        ind._rs_rating(
-            days, out[ind._RS_RAW], bounds, is_stock, np.empty(n, np.int64), np.empty(n, bool)
+        project_columns._rs_rating(
+            days, out[constants._RS_RAW], bounds, is_stock, np.empty(n, np.int64), np.empty(n, bool)
         )
         t = clock("rs_rating (cross-sectional rank by date)", t)
         t0 = time.perf_counter()
@@ -241,7 +241,9 @@ def main() -> None:
     parser.add_argument(
         "--synthetic", action="store_true", help="seeded random walk instead of the parquet"
     )
-    parser.add_argument("--write-doc", action="store_true", help="update this section of docs/benchmarks.md")
+    parser.add_argument(
+        "--write-doc", action="store_true", help="update this section of docs/benchmarks.md"
+    )
     args = parser.parse_args()
 
     import numba
