@@ -38,7 +38,11 @@ def local_resources() -> dict[str, object]:
         "universe": UniverseResource(
             spec=_env_or(settings.UNIVERSE, None), price_source_kind=source
         ),
-        "fundamentals_source": FundamentalsResource(path=_env_or(settings.FUNDAMENTALS_PATH, None)),
+        "fundamentals_source": FundamentalsResource(
+            path=_env_or(settings.FUNDAMENTALS_PATH, None),
+            price_source_kind=source,
+            yahoo_base_url=_env_or(settings.YAHOO_BASE_URL, None),
+        ),
     }
 
 

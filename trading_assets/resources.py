@@ -1,13 +1,25 @@
-"""Resources: where prices and the universe come from. Chosen per deployment in definitions.py."""
+"""Resources: where prices, the universe and market-cap snapshots come from.
+
+Chosen per deployment in definitions.py.
+"""
 
 from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
 from trading_assets import settings
+from trading_assets.core.fundamentals import (
+    combine_snapshots,
+    market_cap_snapshot,
+    read_fundamentals_snapshots,
+)
 from trading_assets.core.universe import parse_universe_spec
+from trading_assets.partitions import CALENDAR_CODE, START_DATE, sessions_between, trading_calendar
 from trading_assets.sources.base import PriceSource
 from trading_assets.sources.sample import SAMPLE_FUNDAMENTALS, sample_universe, sp500_universe
 
@@ -16,10 +28,16 @@ class PriceSourceResource(dg.ConfigurableResource):
     """The price source of raw_prices: ``sample`` (bundled), ``files`` (path) or ``yahoo`` (yfinance)."""
 
     kind: str = Field(default=settings.DEFAULT_PRICE_SOURCE, description="sample | files | yahoo")
-    path: str | None = Field(default=None, description="files: long Parquet/CSV, or a directory of <SYMBOL>.csv")
+    path: str | None = Field(
+        default=None, description="files: long Parquet/CSV, or a directory of <SYMBOL>.csv"
+    )
     batch_size: int = Field(default=100, description="yahoo: symbols per download request")
-    max_retries: int = Field(default=5, description="yahoo: retries on rate limits and network errors")
-    yahoo_base_url: str | None = Field(default=None, description="yahoo: a mirror of Yahoo's API (tests)")
+    max_retries: int = Field(
+        default=5, description="yahoo: retries on rate limits and network errors"
+    )
+    yahoo_base_url: str | None = Field(
+        default=None, description="yahoo: a mirror of Yahoo's API (tests)"
+    )
 
     def build(self) -> PriceSource:
         if self.kind == "sample":
@@ -38,7 +56,9 @@ class PriceSourceResource(dg.ConfigurableResource):
             from trading_assets.sources.yahoo import YahooSource
 
             return YahooSource(
-                batch_size=self.batch_size, max_retries=self.max_retries, base_url=self.yahoo_base_url
+                batch_size=self.batch_size,
+                max_retries=self.max_retries,
+                base_url=self.yahoo_base_url,
             )
         raise settings.ConfigurationError(
             f"unknown price source {self.kind!r}: use one of {', '.join(settings.PRICE_SOURCES)}"
@@ -52,7 +72,9 @@ class UniverseResource(dg.ConfigurableResource):
     ~50 members of it (so completeness is judged against what the sample can deliver).
     """
 
-    spec: str | None = Field(default=None, description="CSV path with a symbol column, or 'AAPL,MSFT'")
+    spec: str | None = Field(
+        default=None, description="CSV path with a symbol column, or 'AAPL,MSFT'"
+    )
     price_source_kind: str = Field(default=settings.DEFAULT_PRICE_SOURCE)
 
     def members(self) -> pd.DataFrame:
@@ -61,12 +83,72 @@ class UniverseResource(dg.ConfigurableResource):
         return sample_universe() if self.price_source_kind == "sample" else sp500_universe()
 
 
+class NoMarketCapsFetchedError(RuntimeError):
+    """Yahoo answered no market cap for any symbol of the universe (an outage, not data)."""
+
+
+@dataclass(frozen=True)
+class FundamentalsLoad:
+    """The snapshots one materialisation writes, and the symbols whose Yahoo market cap failed."""
+
+    snapshots: pd.DataFrame
+    failed: dict[str, str]
+    yahoo_as_of: dt.date | None = None
+
+
+def exchange_today() -> dt.date:
+    """Today's date in the exchange's time zone (the clock of a Yahoo snapshot; tests replace it)."""
+    return pd.Timestamp.now(tz=trading_calendar(CALENDAR_CODE, START_DATE).tz).date()
+
+
+def latest_session(today: dt.date) -> dt.date:
+    """The latest session on or before ``today``: today's after the close, Friday's on a weekend."""
+    recent = sessions_between(CALENDAR_CODE, START_DATE, today - dt.timedelta(days=14), today)
+    if not recent:
+        raise settings.ConfigurationError(
+            f"no {CALENDAR_CODE} session in the two weeks up to {today} (calendar from {START_DATE})"
+        )
+    return recent[-1]
+
+
 class FundamentalsResource(dg.ConfigurableResource):
-    """A fundamentals snapshot CSV with ``symbol`` and ``market_cap`` (USD); default: the bundled one."""
+    """Market-cap snapshots: the snapshot file(s), plus today's snapshot from Yahoo with the yahoo source.
 
-    path: str | None = Field(default=None, description="CSV with symbol, market_cap (USD)")
+    ``path``: a CSV (dated by an ``as_of`` column or its file name) or a directory of them;
+    unset = the bundled S&P 500 snapshot of 2025-02-01. With ``price_source_kind="yahoo"`` each
+    materialisation also fetches the universe's market caps and dates them with the latest session.
+    """
 
-    def load(self) -> pd.DataFrame:
-        from trading_assets.core.universe import read_fundamentals_csv
+    path: str | None = Field(
+        default=None,
+        description="snapshot CSV (as_of column or date in the name), or a directory of them",
+    )
+    price_source_kind: str = Field(default=settings.DEFAULT_PRICE_SOURCE)
+    yahoo_base_url: str | None = Field(
+        default=None, description="yahoo: a mirror of Yahoo's API (tests)"
+    )
+    yahoo_timeout: float = Field(default=20.0, description="yahoo: seconds per market-cap request")
 
-        return read_fundamentals_csv(self.path or SAMPLE_FUNDAMENTALS)
+    def load(self, stocks: list[str]) -> FundamentalsLoad:
+        """The file snapshots, and with the yahoo source today's snapshot of ``stocks``.
+
+        Raises FundamentalsSnapshotError for an unusable file and NoMarketCapsFetchedError when
+        Yahoo gave no cap at all; either way nothing is written and stored snapshots stay.
+        """
+        files = read_fundamentals_snapshots(self.path or SAMPLE_FUNDAMENTALS)
+        if self.price_source_kind != "yahoo":
+            return FundamentalsLoad(files, {})
+        from trading_assets.sources.yahoo import fetch_market_caps
+
+        as_of = latest_session(exchange_today())
+        caps, failed = fetch_market_caps(
+            stocks, base_url=self.yahoo_base_url, timeout=self.yahoo_timeout
+        )
+        if stocks and not caps:
+            shown = dict(list(failed.items())[:5])
+            raise NoMarketCapsFetchedError(
+                f"Yahoo returned no market cap for any of {len(stocks)} symbols (as_of {as_of}); "
+                f"stored snapshots are unchanged. Failures, e.g.: {shown}"
+            )
+        snapshot = market_cap_snapshot(caps, as_of)
+        return FundamentalsLoad(combine_snapshots([files, snapshot]), failed, as_of)

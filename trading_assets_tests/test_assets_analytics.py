@@ -138,6 +138,25 @@ def test_watchlist_respects_screen_and_heat(full):
     assert (wl.loc[wl.heat_exceeded.fillna(False).astype(bool), "shares"].fillna(0) == 0).all()
 
 
+def test_watchlist_market_caps_are_point_in_time(full):
+    """The sample's only snapshot is of 2025-02-01: earlier sessions have no known cap (no look-ahead)."""
+    db, result = full
+    wl = query(
+        db, "SELECT date, symbol, market_cap, market_cap_as_of, crit_market_cap FROM watchlist"
+    )
+    snapshot = dt.date(2025, 2, 1)
+    before = wl[wl.date.dt.date < snapshot]
+    after = wl[wl.date.dt.date >= snapshot]
+    assert len(before) and len(after)
+    assert (before.crit_market_cap == "unknown").all() and before.market_cap.isna().all()
+    assert before.market_cap_as_of.isna().all()
+    known = after[after.symbol != "BRK-B"]  # no cap for BRK-B in the snapshot
+    assert (known.crit_market_cap == "pass").all()
+    assert set(known.market_cap_as_of.dt.date) == {snapshot}
+    md = result.asset_materializations_for_node("fundamentals")[0].metadata
+    assert md["newest_as_of"].value == "2025-02-01" and md["snapshots_stored"].value == 1
+
+
 def test_incremental_session_equals_full_backfill_and_reads_a_bounded_lookback(full, tmp_path):
     full_db, _ = full
     db = tmp_path / "inc.duckdb"

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import trading_assets
+from trading_assets.core.fundamentals import read_fundamentals_snapshots
 from trading_assets.core.regime import DEFAULT_ENVIRONMENT_PARAMS
 from trading_assets.core.screen import (
     CRITERIA,
@@ -28,6 +29,7 @@ from trading_assets.core.sizing import SizingParams
 DAY = dt.date(2025, 7, 23)
 NEXT_DAY = dt.date(2025, 7, 24)
 FUNDAMENTALS = Path(trading_assets.__file__).parent / "sources/data/fundamentals_2025-02-01.csv"
+SNAPSHOT_DAY = dt.date(2025, 2, 1)  # the bundled snapshot's as_of, before DAY
 
 # A stock passing every criterion; 7 confluence edges hold (not rs >= 90, volume surge, slope).
 GOOD = {
@@ -58,8 +60,8 @@ def indicators(*rows) -> pd.DataFrame:
     return frame
 
 
-def fundamentals(**caps) -> pd.DataFrame:
-    return pd.DataFrame({"symbol": list(caps), "market_cap": list(caps.values())})
+def fundamentals(as_of=SNAPSHOT_DAY, **caps) -> pd.DataFrame:
+    return pd.DataFrame({"symbol": list(caps), "market_cap": list(caps.values()), "as_of": as_of})
 
 
 def environment(*days_envs) -> pd.DataFrame:
@@ -171,12 +173,74 @@ def test_benchmarks_are_never_screened():
 
 
 def test_real_fundamentals_snapshot():
-    caps = pd.read_csv(FUNDAMENTALS)
+    caps = read_fundamentals_snapshots(FUNDAMENTALS)
     frame = indicators(stock("AAPL"), stock("BRK-B"), stock("NOT-LISTED"))
     judged = evaluate_criteria(frame, caps).set_index("symbol")
     assert judged.loc["AAPL", "crit_market_cap"] == PASS  # trillions
+    assert judged.loc["AAPL", "market_cap_as_of"] == SNAPSHOT_DAY
     assert judged.loc["BRK-B", "crit_market_cap"] == UNKNOWN  # no market cap in the snapshot
     assert judged.loc["NOT-LISTED", "crit_market_cap"] == UNKNOWN
+    assert judged.loc["NOT-LISTED", "market_cap_as_of"] is None
+
+
+# --- point in time: the latest snapshot at or before each session --------------------------------
+
+
+def test_as_of_join_picks_the_latest_snapshot_at_or_before_each_session():
+    snapshots = pd.concat(
+        [
+            fundamentals(as_of=dt.date(2020, 1, 2), AAA=5e8, BBB=3e9),  # AAA small then
+            fundamentals(as_of=dt.date(2021, 1, 4), AAA=5e9, BBB=np.nan),  # BBB not in it
+            fundamentals(as_of=dt.date(2022, 1, 3), CCC=2e9),
+        ]
+    )
+    sessions = [dt.date(2019, 12, 31), dt.date(2020, 1, 2), dt.date(2020, 6, 1),
+                dt.date(2021, 1, 4), dt.date(2022, 6, 1)]  # fmt: skip
+    frame = indicators(*(stock(s, date=d) for d in sessions for s in ("AAA", "BBB", "CCC")))
+    judged = evaluate_criteria(frame, snapshots).set_index(["symbol", "date"])
+    expected = {  # (symbol, session): (criterion, cap, as_of of the snapshot used)
+        ("AAA", dt.date(2019, 12, 31)): (UNKNOWN, np.nan, None),  # before every snapshot
+        ("AAA", dt.date(2020, 1, 2)): (FAIL, 5e8, dt.date(2020, 1, 2)),  # known on its day
+        ("AAA", dt.date(2020, 6, 1)): (FAIL, 5e8, dt.date(2020, 1, 2)),
+        ("AAA", dt.date(2021, 1, 4)): (PASS, 5e9, dt.date(2021, 1, 4)),
+        ("AAA", dt.date(2022, 6, 1)): (PASS, 5e9, dt.date(2021, 1, 4)),
+        # a newer snapshot without BBB's cap says nothing about it: the older cap still holds
+        ("BBB", dt.date(2022, 6, 1)): (PASS, 3e9, dt.date(2020, 1, 2)),
+        ("CCC", dt.date(2021, 1, 4)): (UNKNOWN, np.nan, None),
+        ("CCC", dt.date(2022, 6, 1)): (PASS, 2e9, dt.date(2022, 1, 3)),
+    }
+    for key, (status, cap, as_of) in expected.items():
+        row = judged.loc[key]
+        assert row["crit_market_cap"] == status, key
+        assert (np.isnan(row["market_cap"]) and np.isnan(cap)) or row["market_cap"] == cap, key
+        assert row["market_cap_as_of"] == as_of, key
+    # datetime64 session dates (a table read back another way) join the same
+    frame["date"] = pd.to_datetime(frame["date"])
+    again = evaluate_criteria(frame, snapshots)
+    pd.testing.assert_series_equal(
+        again["crit_market_cap"], judged["crit_market_cap"].reset_index(drop=True)
+    )
+
+
+def test_session_before_every_snapshot_is_unknown_never_a_pass():
+    # 2019 against the only real snapshot, of 2025-02-01: nothing was known yet.
+    frame = indicators(stock("AAPL", date=dt.date(2019, 3, 1)), stock("AAPL"))
+    snapshots = read_fundamentals_snapshots(FUNDAMENTALS)
+    env = environment((dt.date(2019, 3, 1), "A"), (DAY, "A"))
+    watch = screen_watchlist(frame, env, snapshots).set_index("date")
+    early = watch.loc[dt.date(2019, 3, 1)]
+    assert early["crit_market_cap"] == UNKNOWN and np.isnan(early["market_cap"])
+    assert early["criteria_passed"] == 4  # unknown is never counted as a pass
+    assert watch.loc[DAY, "crit_market_cap"] == PASS
+    strict = ScreenParams(require_known_market_cap=True)
+    assert screen_watchlist(frame, env, snapshots, strict)["date"].tolist() == [DAY]
+
+
+def test_fundamentals_without_as_of_are_refused():
+    # A snapshot that does not say when it was known would be applied to every date (look-ahead).
+    undated = fundamentals(AAA=5e9).drop(columns="as_of")
+    with pytest.raises(ScreenInputError, match="as_of"):
+        evaluate_criteria(indicators(stock("AAA")), undated)
 
 
 # --- the watchlist -------------------------------------------------------------------------------
@@ -263,6 +327,8 @@ def test_empty_and_malformed_inputs():
         evaluate_criteria(frame.drop(columns=["vol_avg_50"]))
     with pytest.raises(ScreenInputError, match="duplicated"):
         evaluate_criteria(frame, fundamentals(AAA=1e9).pipe(lambda f: pd.concat([f, f])))
+    two_days = pd.concat([fundamentals(AAA=1e9), fundamentals(as_of=DAY, AAA=2e9)])
+    assert evaluate_criteria(frame, two_days).iloc[0]["market_cap"] == 2e9  # one per as_of is fine
     with pytest.raises(ScreenInputError, match="non-numeric market_cap"):
         evaluate_criteria(frame, fundamentals(AAA="big"))
     with pytest.raises(ScreenInputError, match="duplicated"):

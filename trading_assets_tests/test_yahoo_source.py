@@ -436,3 +436,16 @@ def test_market_caps_from_ticker_info(served_prices):
     assert failed == {"ZZZZ": "Yahoo returned no marketCap"}
     with pytest.raises(InvalidSymbolError):
         fetch_market_caps(["AAPL;DROP"], base_url="http://127.0.0.1:9")
+
+
+def test_market_caps_stop_asking_a_dead_network():
+    symbols = ["AAPL", "MSFT", "GEV", "NVDA", "XOM"]
+    dead = "http://127.0.0.1:9"  # nothing listens there: every request is refused at once
+    got, failed = fetch_market_caps(
+        symbols, base_url=dead, timeout=REQUEST_TIMEOUT, max_consecutive_errors=2
+    )
+    assert got == {} and list(failed) == symbols
+    assert all(failed[s].startswith("ConnectionError") for s in symbols[:2])
+    assert all(
+        failed[s].startswith("not requested: the previous 2 requests failed") for s in symbols[2:]
+    )

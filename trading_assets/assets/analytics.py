@@ -10,6 +10,7 @@ import pandas as pd
 
 from trading_assets import checks
 from trading_assets.assets.metadata import frame_metadata, split_metadata
+from trading_assets.core.fundamentals import snapshot_summary
 from trading_assets.core.indicators import (
     INDICATOR_LOOKBACK_SESSIONS,
     compute_indicators,
@@ -67,28 +68,65 @@ def _params(defaults, overrides: dict[str, float]):
     return dataclasses.replace(defaults, **overrides)
 
 
+# Snapshots written by earlier materialisations, carried in metadata (the table keeps them all).
+STORED_AS_OF_KEY = "stored_as_of"
+
+
 @dg.asset(
     group_name="market",
     kinds={"pandas", "duckdb"},
     pool="duckdb",
-    metadata={"unique_key": ["symbol"]},
+    # One growing table of dated snapshots: a write replaces only the as_of dates it carries.
+    metadata={
+        "partition_expr": "as_of",
+        "replace_keys": ["as_of"],
+        "unique_key": ["symbol", "as_of"],
+    },
     backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=["symbols"],
+    ins={"symbols": dg.AssetIn(metadata={"columns": ["symbol", "is_benchmark"]})},
 )
-def fundamentals(fundamentals_source: FundamentalsResource) -> dg.Output[pd.DataFrame]:
-    """Market capitalisation per symbol from a fundamentals snapshot (the bundled S&P 500 file of
-    2025-02-01 by default). The screen's market-cap rule reads it; a symbol without a known market
-    cap is screened as `unknown`, never as a pass. One snapshot serves all dates: a backtest over
-    earlier years sees today's sizes (look-ahead), which is why the screen says where it used it."""
-    frame = fundamentals_source.load()
+def fundamentals(
+    context: dg.AssetExecutionContext,
+    symbols: pd.DataFrame,
+    fundamentals_source: FundamentalsResource,
+) -> dg.Output[pd.DataFrame]:
+    """Market capitalisation per symbol as known on each snapshot date (as_of): every snapshot
+    file, and with the yahoo price source one snapshot of the universe per day. Older snapshots
+    are kept, so the screen can judge each session with the latest cap known at or before it and
+    a backtest never sees today's sizes; before a stock's first snapshot its cap is `unknown`."""
+    stocks = symbols.loc[~symbols["is_benchmark"].astype(bool), "symbol"].tolist()
+    loaded = fundamentals_source.load(stocks)
+    frame = loaded.snapshots
+    summary = snapshot_summary(frame)
+    stored = sorted(set(_stored_as_of(context)) | set(summary["as_of"].astype(str)))
+    newest = frame[frame["as_of"] == frame["as_of"].max()]
+    known = set(newest.loc[newest["market_cap"].notna(), "symbol"])
     return dg.Output(
         frame,
         metadata={
             **frame_metadata(frame),
-            "as_of": str(frame["as_of"].iloc[0]),
-            "market_cap_known": int(frame["market_cap"].notna().sum()),
+            "snapshots_written": len(summary),
+            "snapshots": dg.MetadataValue.md(summary.to_markdown(index=False)),
+            "snapshots_stored": len(stored),
+            "newest_as_of": stored[-1],
+            "symbols_with_known_cap": len(known),
+            "universe_stocks_with_known_cap": len(known & set(stocks)),
+            "universe_stocks": len(stocks),
+            "yahoo_as_of": str(loaded.yahoo_as_of or ""),
+            "market_caps_failed": len(loaded.failed),
+            "failed": dg.MetadataValue.json(loaded.failed),
+            STORED_AS_OF_KEY: dg.MetadataValue.json(stored),
         },
     )
+
+
+def _stored_as_of(context: dg.AssetExecutionContext) -> list[str]:
+    """The as_of dates the last materialisation recorded as stored, from the Dagster instance."""
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    if event is None or event.asset_materialization is None:
+        return []
+    value = event.asset_materialization.metadata.get(STORED_AS_OF_KEY)
+    return list(value.value) if value is not None else []
 
 
 @dg.asset(
@@ -225,7 +263,8 @@ def watchlist(
     fundamentals: pd.DataFrame,
 ):
     """Stocks passing the screen each session (RS rating ≥ 80, 50-day volume ≥ 500k, close above the
-    50- and 200-day SMAs, market cap ≥ $1B where known), each with a position plan sized for that
+    50- and 200-day SMAs, market cap ≥ $1B by the latest snapshot at or before the session, flagged
+    `unknown` where there is none), each with a position plan sized for that
     day's environment: confluence edges, entry, stop (2 ATR), shares, risk $, targets +10/+20/+75%,
     and `heat_exceeded` where the portfolio heat limit leaves no room."""
     screen = _params(DEFAULT_SCREEN_PARAMS, config.screen)
@@ -238,6 +277,7 @@ def watchlist(
         "sessions": int(out["date"].nunique()),
         "sized_positions": len(sized),
         "heat_exceeded": int(out["heat_exceeded"].fillna(False).astype(bool).sum()),
+        "market_cap_unknown": int((out["crit_market_cap"] == "unknown").sum()),
     }
     heavy = {
         "latest": dg.MetadataValue.md(

@@ -6,12 +6,17 @@ A stock (benchmarks excluded) is judged on each session against five criteria, e
 - ``crit_rs_rating``: rs_rating >= 80;
 - ``crit_avg_volume``: vol_avg_50 >= 500,000 shares;
 - ``crit_above_sma_50`` / ``crit_above_sma_200``: close strictly above the 50- / 200-day SMA;
-- ``crit_market_cap``: market cap >= $1B, from the fundamentals frame (symbol, market_cap).
+- ``crit_market_cap``: market cap >= $1B, from the fundamentals snapshots (symbol, market_cap,
+  as_of): for each session the stock's latest snapshot dated at or before that session (an as-of
+  join), so a backtest never sees a size from its future. A session before the stock's first
+  snapshot, or whose latest snapshot has no cap for it, has an unknown cap. ``market_cap_as_of``
+  says which snapshot was used.
 
 A stock passes the screen when the first four are 'pass' and the market cap is 'pass', or 'unknown'
-while ``ScreenParams.require_known_market_cap`` is False (the default: fundamentals are a sparse
-snapshot, so a missing cap is flagged, not disqualifying). An 'unknown' is never a silent pass on any
-other criterion. Passing stocks are then sized (sizing.py) with their session's environment.
+while ``ScreenParams.require_known_market_cap`` is False (the default: snapshots are sparse, often
+none for early years, so a missing cap is flagged, not disqualifying). An 'unknown' is never a
+silent pass on any other criterion. Passing stocks are then sized (sizing.py) with their session's
+environment.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ WATCHLIST_COLUMNS: tuple[str, ...] = (
     "close",
     "rs_rating",
     "market_cap",
+    "market_cap_as_of",
     "environment",
     *CRITERIA,
     "criteria_passed",
@@ -106,10 +112,10 @@ def evaluate_criteria(
     fundamentals: pd.DataFrame | None = None,
     params: ScreenParams = DEFAULT_SCREEN_PARAMS,
 ) -> pd.DataFrame:
-    """Every stock row (benchmarks dropped): SCREEN_INPUT_COLUMNS, market_cap, one CRITERIA
-    column each, ``criteria_passed`` (count of 'pass', 0-5) and ``passes_screen`` (bool)."""
-    positions, cap, codes, passes = _judge(indicators, fundamentals, params)
-    return _labelled_rows(indicators, positions, cap, codes, passes)
+    """Every stock row (benchmarks dropped): SCREEN_INPUT_COLUMNS, market_cap, market_cap_as_of,
+    one CRITERIA column each, ``criteria_passed`` (count of 'pass', 0-5) and ``passes_screen`` (bool)."""
+    positions, cap, cap_as_of, codes, passes = _judge(indicators, fundamentals, params)
+    return _labelled_rows(indicators, positions, cap, cap_as_of, codes, passes)
 
 
 def screen_watchlist(
@@ -128,10 +134,15 @@ def screen_watchlist(
     """
     _require(environment, ENVIRONMENT_INPUT_COLUMNS, "environment")
     _no_duplicates(environment, ["date"], "environment")
-    positions, cap, codes, passes = _judge(indicators, fundamentals, params)
+    positions, cap, cap_as_of, codes, passes = _judge(indicators, fundamentals, params)
     # Materialise only the passing rows: the full universe x history is millions of rows.
     passing = _labelled_rows(
-        indicators, positions[passes], cap[passes], codes[passes], passes[passes]
+        indicators,
+        positions[passes],
+        cap[passes],
+        cap_as_of[passes],
+        codes[passes],
+        passes[passes],
     )
     edges = count_edges(passing, sizing)
     passing = passing.join(edges)
@@ -150,20 +161,59 @@ def screen_watchlist(
     return planned[list(WATCHLIST_COLUMNS)].reset_index(drop=True)
 
 
-def _caps_for(symbols: np.ndarray, fundamentals: pd.DataFrame | None) -> np.ndarray:
-    """Market cap per row (NaN where unknown), looked up once per distinct symbol."""
+def _caps_for(
+    symbols: np.ndarray, dates: pd.Series, fundamentals: pd.DataFrame | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the market cap of the symbol's latest snapshot at or before the row's session, and
+    that snapshot's as_of (NaN / NaT where none). Snapshots without a cap for a symbol are skipped:
+    they say nothing about it, so an older known cap still applies."""
+    caps = np.full(len(symbols), np.nan)
+    as_of = np.full(len(symbols), np.datetime64("NaT"), dtype="datetime64[D]")
     if fundamentals is None:
-        return np.full(len(symbols), np.nan)
-    _require(fundamentals, ("symbol", "market_cap"), "fundamentals")
-    _no_duplicates(fundamentals, ["symbol"], "fundamentals")
-    caps = pd.to_numeric(fundamentals["market_cap"], errors="coerce")
-    bad = caps.isna() & fundamentals["market_cap"].notna()
+        return caps, as_of
+    _require(fundamentals, ("symbol", "market_cap", "as_of"), "fundamentals")
+    _no_duplicates(fundamentals, ["symbol", "as_of"], "fundamentals")
+    values = pd.to_numeric(fundamentals["market_cap"], errors="coerce")
+    bad = values.isna() & fundamentals["market_cap"].notna()
     if bad.any():
         shown = fundamentals.loc[bad, ["symbol", "market_cap"]].head(5).to_dict("records")
         raise ScreenInputError(f"non-numeric market_cap in fundamentals, e.g. {shown}")
-    by_symbol = pd.Series(caps.to_numpy(dtype="float64"), index=fundamentals["symbol"].to_numpy())
-    codes, uniques = pd.factorize(symbols)
-    return by_symbol.reindex(uniques).to_numpy(dtype="float64")[codes]
+    snap_days = _days(fundamentals["as_of"], "fundamentals as_of")
+    known = values.notna().to_numpy() & ~np.isnat(snap_days)
+    if not known.any() or not len(symbols):
+        return caps, as_of
+    # One integer key per (symbol, day), symbol-major: a binary search for a row's key lands on
+    # its symbol's latest snapshot day <= the session, or on another symbol (then: none).
+    snap_symbols = fundamentals["symbol"].to_numpy()[known]
+    codes, names = pd.factorize(snap_symbols)
+    row_codes = pd.Index(names).get_indexer(symbols)
+    snap_key = codes.astype("int64") * _DAY_SPAN + snap_days[known].astype("int64")
+    order = np.argsort(snap_key, kind="stable")
+    snap_key, snap_codes = snap_key[order], codes[order]
+    snap_caps = values.to_numpy(dtype="float64")[known][order]
+    snap_as_of = snap_days[known][order]
+    row_days = _days(dates, "indicators date")
+    row_key = row_codes.astype("int64") * _DAY_SPAN + row_days.astype("int64")
+    hit = np.searchsorted(snap_key, row_key, side="right") - 1
+    ok = (row_codes >= 0) & ~np.isnat(row_days) & (hit >= 0)
+    ok[ok] &= snap_codes[hit[ok]] == row_codes[ok]
+    caps[ok] = snap_caps[hit[ok]]
+    as_of[ok] = snap_as_of[hit[ok]]
+    return caps, as_of
+
+
+# Days are offsets from 1970 well inside +-2**31; one symbol's days never reach the next's.
+_DAY_SPAN = np.int64(2**32)
+
+
+def _days(values: pd.Series, what: str) -> np.ndarray:
+    """Dates (datetime.date, datetime64 or ISO text) as datetime64[D], converted once per distinct value."""
+    codes, uniques = pd.factorize(values)
+    try:
+        days = pd.to_datetime(pd.Index(uniques)).to_numpy().astype("datetime64[D]")
+    except (ValueError, TypeError) as exc:
+        raise ScreenInputError(f"{what} holds values that are not dates: {exc}") from exc
+    return np.append(days, np.datetime64("NaT"))[codes]  # factorize marks missing as -1
 
 
 _FAIL_CODE, _PASS_CODE, _UNKNOWN_CODE = 0, 1, 2
@@ -172,11 +222,11 @@ _LABELS = np.array([FAIL, PASS, UNKNOWN], dtype=object)
 
 def _judge(
     indicators: pd.DataFrame, fundamentals: pd.DataFrame | None, params: ScreenParams
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Work on plain arrays; the wide frame is only sliced once, for the rows a caller keeps.
 
-    Returns the stock rows' positions in ``indicators``, their market caps, a (rows x CRITERIA)
-    int8 code matrix and the pass mask.
+    Returns the stock rows' positions in ``indicators``, their market caps and the as_of of the
+    snapshot each came from, a (rows x CRITERIA) int8 code matrix and the pass mask.
     """
     _require(indicators, SCREEN_INPUT_COLUMNS, "indicators")
     _no_duplicates(indicators, ["symbol", "date"], "indicators")
@@ -187,7 +237,11 @@ def _judge(
 
     close, rs, volume = column("close"), column("rs_rating"), column("vol_avg_50")
     sma_50, sma_200 = column("sma_50"), column("sma_200")
-    cap = _caps_for(indicators["symbol"].to_numpy()[positions], fundamentals)
+    cap, cap_as_of = _caps_for(
+        indicators["symbol"].to_numpy()[positions],
+        indicators["date"].iloc[positions],
+        fundamentals,
+    )
     # Same order as CRITERIA.
     codes = np.column_stack(
         [
@@ -202,21 +256,24 @@ def _judge(
     if not params.require_known_market_cap:
         cap_ok |= codes[:, -1] == _UNKNOWN_CODE
     passes = (codes[:, :-1] == _PASS_CODE).all(axis=1) & cap_ok
-    return positions, cap, codes, passes
+    return positions, cap, cap_as_of, codes, passes
 
 
 def _labelled_rows(
     indicators: pd.DataFrame,
     positions: np.ndarray,
     cap: np.ndarray,
+    cap_as_of: np.ndarray,
     codes: np.ndarray,
     passes: np.ndarray,
 ) -> pd.DataFrame:
-    """The chosen rows' SCREEN_INPUT_COLUMNS plus market_cap, the criteria labels and the summary."""
+    """The chosen rows' SCREEN_INPUT_COLUMNS plus market_cap (and the as_of date it was known on:
+    a DATE, None where unknown), the criteria labels and the summary."""
     col_idx = [indicators.columns.get_loc(c) for c in SCREEN_INPUT_COLUMNS]
     rows = indicators.iloc[positions, col_idx]
     rows.index = pd.RangeIndex(len(rows))
-    labelled: dict[str, object] = {"market_cap": cap}
+    as_of = np.where(np.isnat(cap_as_of), None, cap_as_of.astype(object))
+    labelled: dict[str, object] = {"market_cap": cap, "market_cap_as_of": as_of}
     labelled.update({name: _LABELS[codes[:, j]] for j, name in enumerate(CRITERIA)})
     labelled["criteria_passed"] = (codes == _PASS_CODE).sum(axis=1).astype("int64")
     labelled["passes_screen"] = passes.astype(bool)

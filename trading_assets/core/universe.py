@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +19,7 @@ class UniverseError(ValueError):
 
 def read_universe_csv(path: str | Path) -> pd.DataFrame:
     """A CSV with a ``symbol`` column; ``name`` and ``sector`` are used when present."""
-    frame, cols = _read_csv(path, "universe", ("symbol",), dtype=str, keep_default_na=False)
+    frame, cols = read_csv_columns(path, "universe", ("symbol",), dtype=str, keep_default_na=False)
     return pd.DataFrame(
         {
             "symbol": frame[cols["symbol"]],
@@ -30,20 +29,26 @@ def read_universe_csv(path: str | Path) -> pd.DataFrame:
     )
 
 
-def _read_csv(path: str | Path, what: str, required: Sequence[str], **read_kw) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The CSV and its columns by lower-cased name; UniverseError if missing, unreadable or lacking ``required``."""
+def read_csv_columns(
+    path: str | Path,
+    what: str,
+    required: Sequence[str],
+    error: type[Exception] = UniverseError,
+    **read_kw,
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The CSV and its columns by lower-cased name; ``error`` if missing, unreadable or lacking ``required``."""
     path = Path(path)
     if not path.is_file():
-        raise UniverseError(f"{what} file not found: {path}")
+        raise error(f"{what} file not found: {path}")
     try:
         frame = pd.read_csv(path, **read_kw)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UniverseError(f"{what} file {path} is not a readable CSV: {exc}") from exc
+        raise error(f"{what} file {path} is not a readable CSV: {exc}") from exc
     cols = {c.strip().lower(): c for c in frame.columns}
     missing = [c for c in required if c not in cols]
     if missing:
         names = ", ".join(repr(c) for c in missing)
-        raise UniverseError(f"{what} file {path} has no {names} column (columns: {list(frame.columns)})")
+        raise error(f"{what} file {path} has no {names} column (columns: {list(frame.columns)})")
     return frame, cols
 
 
@@ -54,11 +59,15 @@ def parse_universe_spec(spec: str) -> pd.DataFrame:
         return read_universe_csv(spec)
     items = [s for s in (part.strip() for part in spec.split(",")) if s]
     if not items:
-        raise UniverseError("TRADING_ASSETS_UNIVERSE is empty: give a CSV path or symbols like 'AAPL,MSFT'")
+        raise UniverseError(
+            "TRADING_ASSETS_UNIVERSE is empty: give a CSV path or symbols like 'AAPL,MSFT'"
+        )
     return pd.DataFrame({"symbol": items, "name": None, "sector": None})
 
 
-def build_universe(members: pd.DataFrame, benchmarks: Sequence[str] = BENCHMARK_SYMBOLS) -> pd.DataFrame:
+def build_universe(
+    members: pd.DataFrame, benchmarks: Sequence[str] = BENCHMARK_SYMBOLS
+) -> pd.DataFrame:
     """Validate and de-duplicate the members, then make sure every benchmark is present.
 
     Raises InvalidSymbolError naming every bad symbol, UniverseError when no stock remains.
@@ -73,39 +82,24 @@ def build_universe(members: pd.DataFrame, benchmarks: Sequence[str] = BENCHMARK_
     extra = [b for b in benchmarks if b not in set(members["symbol"])]
     if extra:
         members = pd.concat(
-            [members, pd.DataFrame({"symbol": extra, "name": None, "sector": None, "is_benchmark": True})],
+            [
+                members,
+                pd.DataFrame({"symbol": extra, "name": None, "sector": None, "is_benchmark": True}),
+            ],
             ignore_index=True,
         )
     members.loc[members["is_benchmark"], "sector"] = BENCHMARK_SECTOR
     members["name"] = members["name"].where(members["name"].notna() & (members["name"] != ""), None)
-    members["sector"] = members["sector"].where(members["sector"].notna() & (members["sector"] != ""), None)
+    members["sector"] = members["sector"].where(
+        members["sector"].notna() & (members["sector"] != ""), None
+    )
     return members[list(UNIVERSE_COLUMNS)].reset_index(drop=True)
 
 
-def universe_changes(previous: Sequence[str] | None, current: Sequence[str]) -> tuple[list[str], list[str]]:
+def universe_changes(
+    previous: Sequence[str] | None, current: Sequence[str]
+) -> tuple[list[str], list[str]]:
     """(added, removed) symbols since the previous universe; everything is 'added' the first time."""
     prev = set(previous or [])
     cur = set(current)
     return sorted(cur - prev), sorted(prev - cur)
-
-
-FUNDAMENTALS_COLUMNS: tuple[str, ...] = ("symbol", "market_cap", "as_of")
-
-
-def read_fundamentals_csv(path: str | Path) -> pd.DataFrame:
-    """``symbol, market_cap (float, NaN when unknown), as_of`` from a CSV with symbol and market_cap.
-
-    ``as_of`` is taken from an ``as_of`` column, else from a date in the file name
-    (``fundamentals_2025-02-01.csv``), else left empty.
-    """
-    path = Path(path)
-    frame, cols = _read_csv(path, "fundamentals", ("symbol", "market_cap"))
-    caps = pd.to_numeric(frame[cols["market_cap"]], errors="coerce")
-    if (caps.isna() & frame[cols["market_cap"]].notna()).any():
-        raise UniverseError(f"fundamentals file {path} has non-numeric market_cap values")
-    match = re.search(r"\d{4}-\d{2}-\d{2}", path.name)
-    as_of = frame[cols["as_of"]].astype(str) if "as_of" in cols else (match.group(0) if match else None)
-    out = pd.DataFrame(
-        {"symbol": normalize_symbol_column(frame[cols["symbol"]]), "market_cap": caps, "as_of": as_of}
-    )
-    return out[list(FUNDAMENTALS_COLUMNS)].drop_duplicates("symbol", keep="last").reset_index(drop=True)

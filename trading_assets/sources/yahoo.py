@@ -79,6 +79,8 @@ DEFAULT_BASE_DELAY = 2.0
 DEFAULT_MAX_DELAY = 60.0
 # Per HTTP request; yfinance's own defaults are 10-30 s.
 DEFAULT_TIMEOUT = 20.0
+# fetch_market_caps stops asking after this many failed requests in a row (see there).
+MAX_CONSECUTIVE_CAP_ERRORS = 10
 DEFAULT_THREADS = 8
 # Each backoff delay is scaled by a uniform factor in [JITTER_FLOOR, 1): retries of many clients
 # (or batches) hit by the same 429 do not come back in lockstep ("equal jitter").
@@ -310,27 +312,42 @@ class YahooSource:
 
 
 def fetch_market_caps(
-    symbols: list[str], *, base_url: str | None = None, timeout: float = DEFAULT_TIMEOUT
+    symbols: list[str],
+    *,
+    base_url: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_consecutive_errors: int = MAX_CONSECUTIVE_CAP_ERRORS,
 ) -> tuple[dict[str, float], dict[str, str]]:
     """Market capitalisation per symbol from yfinance's ``Ticker.info["marketCap"]``, and failures.
 
     Returns ``(caps, failed)``: caps in the quote currency, failed maps symbol -> reason (indices
     and unknown symbols have no market cap). One attempt per symbol, no retries: a cap is a slow
     moving attribute, the next run fills a gap. Routed like prices (``base_url`` mirror, capped
-    timeouts).
+    timeouts). After ``max_consecutive_errors`` requests in a row that raised (network down,
+    Yahoo refusing), the remaining symbols are not asked and are listed as skipped: a dead
+    network must not cost one timeout per symbol of a 500-stock universe.
     """
     symbols = validate_symbols(symbols)
     caps: dict[str, float] = {}
     failed: dict[str, str] = {}
     if not symbols:
         return caps, failed
+    errors_in_a_row, last_error = 0, ""
     with YahooSession(base_url, timeout) as session, use_yfinance_session(session):
         for symbol in symbols:
+            if errors_in_a_row >= max_consecutive_errors:
+                failed[symbol] = (
+                    f"not requested: the previous {errors_in_a_row} requests failed "
+                    f"(last: {last_error})"
+                )
+                continue
             try:
                 info = yf.Ticker(symbol, session=session).info
             except Exception as exc:  # yfinance raises HTTP, JSON and YF* errors here
-                failed[symbol] = _short_error(exc)[:300]
+                last_error = failed[symbol] = _short_error(exc)[:300]
+                errors_in_a_row += 1
                 continue
+            errors_in_a_row = 0
             cap = info.get("marketCap") if isinstance(info, dict) else None
             if isinstance(cap, int | float) and not isinstance(cap, bool) and cap > 0:
                 caps[symbol] = float(cap)
