@@ -2,18 +2,25 @@
 
 ``trading-assets main`` materialises the whole graph over the bundled sample's full range in one
 run, recorded in a persistent Dagster instance (``$DAGSTER_HOME``, default ``./dagster_home``) so
-``dagster dev`` shows it afterwards. It runs the same ``dagster asset materialize`` command a
-backfill uses; ``--start/--end/--select`` change the range and the assets.
+``dagster dev`` shows it afterwards with its full event log. ``--start/--end/--select`` change the
+range and the assets.
+
+It runs the job in this process (Dagster's in-process executor: steps one after another, which the
+DuckDB writer pool of 1 imposes anyway, without a Python process and a definitions load per step)
+and prints a progress report instead of Dagster's DEBUG event stream: each step with its rows,
+partitions and time, each check's outcome, warnings, and at the end where the tables and the UI are.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import shutil
-import subprocess
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from trading_assets.sources.sample import SAMPLE_END, SAMPLE_START
 
@@ -27,18 +34,162 @@ def ensure_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        shutil.copyfile(PROJECT_ROOT / "dagster.yaml", config)
+        config.write_text(instance_yaml(home))
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
 
-def materialize_command(select: str, start: str, end: str) -> list[str]:
-    return [
-        sys.executable, "-m", "dagster", "asset", "materialize",
-        "-m", "trading_assets.definitions",
-        "--select", select,
-        "--partition-range", f"{start}...{end}",
-    ]  # fmt: skip
+def instance_yaml(home: Path) -> str:
+    """The project's dagster.yaml for ``home``, with the event log's directory written in (the
+    storage falls back to $DAGSTER_HOME, which is wrong for an instance loaded from another dir)."""
+    text = (PROJECT_ROOT / "dagster.yaml").read_text()
+    marker = "  class: BatchingSqliteEventLogStorage\n"
+    if marker in text and "base_dir" not in text:
+        text = text.replace(marker, marker + f"  config:\n    base_dir: {home / 'history' / 'runs'}\n")
+    return text
+
+
+@dataclass
+class Progress:
+    """What the console shows of a run, collected from Dagster's log records as they arrive."""
+
+    out: TextIO
+    rows: dict[str, int] = field(default_factory=dict)  # step -> rows written (IO manager row_count)
+    partitions: dict[str, int] = field(default_factory=dict)  # step -> materialised partitions
+    steps: dict[str, str] = field(default_factory=dict)  # step -> SUCCESS / FAILURE
+    checks: list[tuple[str, str, bool, str]] = field(default_factory=list)  # asset, check, passed, severity
+    warnings: int = 0
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def handle(self, record: logging.LogRecord) -> None:
+        from dagster._core.events import DagsterEventType
+
+        meta = getattr(record, "dagster_meta", None) or {}
+        event = meta.get("dagster_event")
+        step = meta.get("step_key") or (event.step_key if event is not None else None) or "-"
+        if event is None:  # a user log line (context.log): warnings and errors only
+            if record.levelno >= logging.WARNING:
+                self.warnings += 1
+                self.say(f"  {logging.getLevelName(record.levelno).lower()} [{step}] {meta.get('orig_message', record.getMessage())}")
+            return
+        kind = event.event_type
+        if kind == DagsterEventType.ASSET_MATERIALIZATION:
+            if event.partition is not None:
+                self.partitions[step] = self.partitions.get(step, 0) + 1
+            if step not in self.rows:
+                md = event.step_materialization_data.materialization.metadata
+                value = md.get("row_count") or md.get("rows")
+                if value is not None:
+                    self.rows[step] = int(value.value)
+        elif kind == DagsterEventType.STEP_START:
+            self.say(f"  {step:<20} running ...")
+        elif kind == DagsterEventType.STEP_SUCCESS:
+            self.steps[step] = "SUCCESS"
+            seconds = event.event_specific_data.duration_ms / 1000
+            rows = f"{self.rows[step]:>10,} rows" if step in self.rows else f"{'':>15}"
+            parts = self.partitions.get(step, 0)
+            where = f"{parts:,} partition{'s' if parts != 1 else ''}" if parts else "unpartitioned"
+            self.say(f"  {step:<20} ok      {rows}  {where:<17} {seconds:7.1f} s")
+        elif kind == DagsterEventType.STEP_FAILURE:
+            self.steps[step] = "FAILURE"
+            error = event.step_failure_data.error
+            cause = error.cause or error
+            while cause.cause is not None:
+                cause = cause.cause
+            self.say(f"  {step:<20} FAILED  {cause.cls_name}: {cause.message.strip().splitlines()[0][:300]}")
+        elif kind == DagsterEventType.ASSET_CHECK_EVALUATION:
+            ev = event.asset_check_evaluation_data
+            severity = ev.severity.value if ev.severity is not None else "ERROR"
+            self.checks.append((ev.asset_key.to_user_string(), ev.check_name, ev.passed, severity))
+            verdict = "passed" if ev.passed else ("FAILED" if severity == "ERROR" else "warn")
+            self.say(f"    check {ev.asset_key.to_user_string()}/{ev.check_name}: {verdict}")
+
+
+def _progress_logger(progress: Progress):
+    import dagster as dg
+
+    class _Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                progress.handle(record)
+            except Exception as exc:  # the report must never break the run
+                progress.say(f"  (progress report error: {exc!r})")
+
+    @dg.logger(description="trading-assets progress report: steps, rows, checks, warnings")
+    def progress_logger(_init_context) -> logging.Logger:
+        logger = logging.getLogger("trading_assets.progress")
+        logger.handlers = [_Handler()]
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False
+        return logger
+
+    return progress_logger
+
+
+def duckdb_path() -> Path:
+    from trading_assets import settings
+
+    return Path(settings.env(settings.DUCKDB_PATH, settings.DEFAULT_DUCKDB_PATH) or "").resolve()
+
+
+def run_range(select: str, start: str, end: str, out: TextIO = sys.stdout) -> int:
+    """Materialise ``select`` over ``start..end`` in one run of the persistent instance; 0 on success."""
+    import warnings
+
+    import dagster as dg
+
+    # The project opts into these Dagster features knowingly (pyproject's pytest config does the same).
+    for category in (dg.BetaWarning, dg.PreviewWarning):
+        warnings.filterwarnings("ignore", category=category)
+    home = ensure_dagster_home()
+    from trading_assets.definitions import defs
+    from trading_assets.partitions import trading_days
+
+    started = time.perf_counter()
+    repo = defs.get_repository_def()
+    keys = dg.AssetSelection.from_coercible(select.split(",")).resolve(repo.asset_graph)
+    job = repo.get_implicit_job_def_for_assets(keys)
+    if job is None:
+        raise SystemExit("the selected assets do not share one partitions definition")
+    keys_in_range = trading_days.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
+    for key in (start, end):
+        if not trading_days.has_partition_key(key):
+            raise SystemExit(f"{key} is not a session of the trading calendar (see trading_assets/partitions.py)")
+
+    progress = Progress(out)
+    progress.say(
+        f"trading-assets main: {len(keys)} asset(s) over {start}..{end} ({len(keys_in_range):,} sessions), one run\n"
+        f"DAGSTER_HOME={home}"
+    )
+    with dg.DagsterInstance.get() as instance:
+        result = job.with_logger_defs({"progress": _progress_logger(progress)}).execute_in_process(
+            instance=instance,
+            # only this logger: without a "loggers" section Dagster adds its DEBUG console logger
+            run_config={"loggers": {"progress": {}}},
+            asset_selection=sorted(keys),
+            tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
+            raise_on_error=False,
+        )
+    run_id = result.run_id
+    not_run = sorted({node.name for node in job.get_subset(asset_selection=set(keys)).graph.nodes} - set(progress.steps))
+    failed_checks = [f"{a}/{c}" for a, c, ok, sev in progress.checks if not ok and sev == "ERROR"]
+    warned = [f"{a}/{c}" for a, c, ok, sev in progress.checks if not ok and sev != "ERROR"]
+    status = "succeeded" if result.success else "FAILED"
+    progress.say(
+        f"\nRun {run_id} {status} in {time.perf_counter() - started:.1f} s: "
+        f"{sum(v == 'SUCCESS' for v in progress.steps.values())} step(s) ok"
+        + (f", failed: {', '.join(k for k, v in progress.steps.items() if v != 'SUCCESS')}" if any(v != "SUCCESS" for v in progress.steps.values()) else "")
+        + (f", not run: {', '.join(not_run)}" if not_run else "")
+        + f". Checks: {sum(ok for *_, ok, _ in progress.checks)} passed"
+        + (f", failed (blocking): {', '.join(failed_checks)}" if failed_checks else "")
+        + (f", warnings: {', '.join(warned)}" if warned else "")
+        + "."
+    )
+    progress.say(f"Tables: {duckdb_path()}")
+    progress.say(f"UI (full event log, partitions, checks): DAGSTER_HOME={home} dagster dev")
+    return 0 if result.success else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "--start", default=SAMPLE_START, help=f"first session (default {SAMPLE_START})"
     )
     run.add_argument("--end", default=SAMPLE_END, help=f"last session (default {SAMPLE_END})")
-    run.add_argument("--select", default="*", help="asset selection (default: everything)")
+    run.add_argument("--select", default="*", help="asset selection, e.g. 'symbols,raw_prices' (default: everything)")
     sub.add_parser(
         "init-home", help="create $DAGSTER_HOME (default ./dagster_home) with dagster.yaml"
     )
@@ -60,13 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "init-home":
         print(f"export DAGSTER_HOME={home}")
         return 0
-    # One planned event per asset for the range instead of one per partition: on the sample's 1,648
-    # sessions this saves minutes of SQLite writes (a failed run's partitions then show as missing,
-    # not failed, in the UI).
-    os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
-    cmd = materialize_command(args.select, args.start, args.end)
-    print(f"DAGSTER_HOME={home}\n$ {' '.join(cmd)}", flush=True)
-    return subprocess.call(cmd)
+    return run_range(args.select, args.start, args.end)
 
 
 if __name__ == "__main__":
