@@ -3,8 +3,8 @@
 For a partition range, Dagster copies an output's metadata onto the materialisation event of every
 partition in the range: a 60 KB plot on a 1,650-session backfill became 100 MB of event log. So
 heavy metadata (previews, reports, plots) goes on the materialisation only when one partition is
-written; for a range it is logged once, as an observation of the range's last partition, and the
-materialisations carry the light numbers.
+written; for a range it is logged once, with the light numbers, as an observation of the range's
+last partition, and each partition's materialisation carries only a pointer to it.
 """
 
 import dagster as dg
@@ -26,7 +26,7 @@ def split_metadata(
 ) -> tuple[dict[str, object], list[dg.AssetObservation]]:
     """(metadata for the Output, events to yield after it).
 
-    One partition: everything on the Output. A range: only ``light`` on the Output, and one
+    One partition: everything on the Output. A range: only a pointer on the Output, and one
     AssetObservation of the range's last partition with everything, yielded after the Output so it
     is the newest event on the asset's page.
     """
@@ -40,4 +40,6 @@ def split_metadata(
         asset_key=context.asset_key, partition=last, metadata={**light, **heavy}
     )
     note = dg.MetadataValue.text(f"preview, report and plots: the observation of partition {last}")
-    return {**light, "details": note}, [observation]
+    # Every partition's materialisation carries this metadata (1,648 copies on the sample): only the
+    # pointer, as the light numbers describe the range, not the partition (~1.5 KB less per event).
+    return {"details": note}, [observation]

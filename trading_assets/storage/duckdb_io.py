@@ -232,8 +232,16 @@ class DuckDBIOManager(dg.ConfigurableIOManager):
                 "write_seconds": round(seconds, 3),
                 "table_row_count": table_rows,
                 "dagster/table_name": qualified,
-                "dagster/column_schema": dg.TableSchema(
-                    columns=[dg.TableColumn(name, type=t) for name, t in columns.items()]
+                # Dagster copies output metadata onto every partition of a range (5 KB x sessions):
+                # the schema goes on single-partition and unpartitioned materialisations only.
+                **(
+                    {}
+                    if context.has_asset_partitions and len(context.asset_partition_keys) > 1
+                    else {
+                        "dagster/column_schema": dg.TableSchema(
+                            columns=[dg.TableColumn(name, type=t) for name, t in columns.items()]
+                        )
+                    }
                 ),
                 "duckdb_path": dg.MetadataValue.path(str(self._path())),
             }
