@@ -47,6 +47,9 @@ def run_backfill(shared: Path, db: Path) -> tuple[float, dict]:
     )
     wall = time.perf_counter() - t0
     md = {k: v.value for k, v in result.asset_materializations_for_node("raw_prices")[0].metadata.items()}
+    # a range's materialisations carry a pointer; the run's numbers are on its one observation
+    for observation in result.asset_observations_for_node("raw_prices"):
+        md.update({k: v.value for k, v in observation.metadata.items()})
     md["checks"] = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     return wall, md
 
