@@ -45,7 +45,9 @@ def instance_yaml(home: Path) -> str:
     text = (PROJECT_ROOT / "dagster.yaml").read_text()
     marker = "  class: BatchingSqliteEventLogStorage\n"
     if marker in text and "base_dir" not in text:
-        text = text.replace(marker, marker + f"  config:\n    base_dir: {home / 'history' / 'runs'}\n")
+        text = text.replace(
+            marker, marker + f"  config:\n    base_dir: {home / 'history' / 'runs'}\n"
+        )
     return text
 
 
@@ -54,10 +56,14 @@ class Progress:
     """What the console shows of a run, collected from Dagster's log records as they arrive."""
 
     out: TextIO
-    rows: dict[str, int] = field(default_factory=dict)  # step -> rows written (IO manager row_count)
+    rows: dict[str, int] = field(
+        default_factory=dict
+    )  # step -> rows written (IO manager row_count)
     partitions: dict[str, int] = field(default_factory=dict)  # step -> materialised partitions
     steps: dict[str, str] = field(default_factory=dict)  # step -> SUCCESS / FAILURE
-    checks: list[tuple[str, str, bool, str]] = field(default_factory=list)  # asset, check, passed, severity
+    checks: list[tuple[str, str, bool, str]] = field(
+        default_factory=list
+    )  # asset, check, passed, severity
     warnings: int = 0
 
     def say(self, text: str) -> None:
@@ -72,7 +78,9 @@ class Progress:
         if event is None:  # a user log line (context.log): warnings and errors only
             if record.levelno >= logging.WARNING:
                 self.warnings += 1
-                self.say(f"  {logging.getLevelName(record.levelno).lower()} [{step}] {meta.get('orig_message', record.getMessage())}")
+                self.say(
+                    f"  {logging.getLevelName(record.levelno).lower()} [{step}] {meta.get('orig_message', record.getMessage())}"
+                )
             return
         kind = event.event_type
         if kind == DagsterEventType.ASSET_MATERIALIZATION:
@@ -98,7 +106,9 @@ class Progress:
             cause = error.cause or error
             while cause.cause is not None:
                 cause = cause.cause
-            self.say(f"  {step:<20} FAILED  {cause.cls_name}: {cause.message.strip().splitlines()[0][:300]}")
+            self.say(
+                f"  {step:<20} FAILED  {cause.cls_name}: {cause.message.strip().splitlines()[0][:300]}"
+            )
         elif kind == DagsterEventType.ASSET_CHECK_EVALUATION:
             ev = event.asset_check_evaluation_data
             severity = ev.severity.value if ev.severity is not None else "ERROR"
@@ -156,7 +166,9 @@ def run_range(select: str, start: str, end: str, out: TextIO = sys.stdout) -> in
     keys_in_range = trading_days.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
     for key in (start, end):
         if not trading_days.has_partition_key(key):
-            raise SystemExit(f"{key} is not a session of the trading calendar (see trading_assets/partitions.py)")
+            raise SystemExit(
+                f"{key} is not a session of the trading calendar (see trading_assets/partitions.py)"
+            )
 
     progress = Progress(out)
     progress.say(
@@ -169,18 +181,28 @@ def run_range(select: str, start: str, end: str, out: TextIO = sys.stdout) -> in
             # only this logger: without a "loggers" section Dagster adds its DEBUG console logger
             run_config={"loggers": {"progress": {}}},
             asset_selection=sorted(keys),
-            tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
+            tags={
+                "dagster/asset_partition_range_start": start,
+                "dagster/asset_partition_range_end": end,
+            },
             raise_on_error=False,
         )
     run_id = result.run_id
-    not_run = sorted({node.name for node in job.get_subset(asset_selection=set(keys)).graph.nodes} - set(progress.steps))
+    not_run = sorted(
+        {node.name for node in job.get_subset(asset_selection=set(keys)).graph.nodes}
+        - set(progress.steps)
+    )
     failed_checks = [f"{a}/{c}" for a, c, ok, sev in progress.checks if not ok and sev == "ERROR"]
     warned = [f"{a}/{c}" for a, c, ok, sev in progress.checks if not ok and sev != "ERROR"]
     status = "succeeded" if result.success else "FAILED"
     progress.say(
         f"\nRun {run_id} {status} in {time.perf_counter() - started:.1f} s: "
         f"{sum(v == 'SUCCESS' for v in progress.steps.values())} step(s) ok"
-        + (f", failed: {', '.join(k for k, v in progress.steps.items() if v != 'SUCCESS')}" if any(v != "SUCCESS" for v in progress.steps.values()) else "")
+        + (
+            f", failed: {', '.join(k for k, v in progress.steps.items() if v != 'SUCCESS')}"
+            if any(v != "SUCCESS" for v in progress.steps.values())
+            else ""
+        )
         + (f", not run: {', '.join(not_run)}" if not_run else "")
         + f". Checks: {sum(ok for *_, ok, _ in progress.checks)} passed"
         + (f", failed (blocking): {', '.join(failed_checks)}" if failed_checks else "")
@@ -202,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         "--start", default=SAMPLE_START, help=f"first session (default {SAMPLE_START})"
     )
     run.add_argument("--end", default=SAMPLE_END, help=f"last session (default {SAMPLE_END})")
-    run.add_argument("--select", default="*", help="asset selection, e.g. 'symbols,raw_prices' (default: everything)")
+    run.add_argument(
+        "--select",
+        default="*",
+        help="asset selection, e.g. 'symbols,raw_prices' (default: everything)",
+    )
     sub.add_parser(
         "init-home", help="create $DAGSTER_HOME (default ./dagster_home) with dagster.yaml"
     )

@@ -30,7 +30,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import dagster._check as check
-from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationPlanned
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationPlanned,
+)
 from dagster._core.events import ASSET_EVENTS, DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
@@ -54,7 +56,9 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
     def __init__(self, base_dir: str | None = None, inst_data: ConfigurableClassData | None = None):
         if base_dir is None:
             home = os.environ.get("DAGSTER_HOME")
-            check.invariant(bool(home), "BatchingSqliteEventLogStorage needs base_dir or DAGSTER_HOME")
+            check.invariant(
+                bool(home), "BatchingSqliteEventLogStorage needs base_dir or DAGSTER_HOME"
+            )
             base_dir = os.path.join(cast(str, home), "history", "runs")  # Dagster's default place
         os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
         super().__init__(base_dir, inst_data=inst_data)
@@ -109,10 +113,15 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             for i in sorted(last.values()):
                 self._store_asset_event(conn, events[i], event_ids[i])
 
-    def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
-        planned = cast(AssetCheckEvaluationPlanned, check.not_none(event.dagster_event).event_specific_data)
+    def _store_asset_check_evaluation_planned(
+        self, event: EventLogEntry, event_id: int | None
+    ) -> None:
+        planned = cast(
+            AssetCheckEvaluationPlanned, check.not_none(event.dagster_event).event_specific_data
+        )
         check.invariant(
-            event.dagster_event_type == DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED, "not a planned check"
+            event.dagster_event_type == DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
+            "not a planned check",
         )
         with self.index_connection() as conn:
             conn.execute(
