@@ -106,9 +106,11 @@ class Progress:
             cause = error.cause or error
             while cause.cause is not None:
                 cause = cause.cause
-            self.say(
-                f"  {step:<20} FAILED  {cause.cls_name}: {cause.message.strip().splitlines()[0][:300]}"
-            )
+            message = cause.message.strip().splitlines()[0]
+            head, _, rest = message.partition(": ")
+            if rest and head.split(".")[-1] == cause.cls_name:  # "pkg.mod.Error: text" -> "text"
+                message = rest
+            self.say(f"  {step:<20} FAILED  {cause.cls_name}: {message[:300]}")
         elif kind == DagsterEventType.ASSET_CHECK_EVALUATION:
             ev = event.asset_check_evaluation_data
             severity = ev.severity.value if ev.severity is not None else "ERROR"
@@ -163,16 +165,16 @@ def run_range(select: str, start: str, end: str, out: TextIO = sys.stdout) -> in
     job = repo.get_implicit_job_def_for_assets(keys)
     if job is None:
         raise SystemExit("the selected assets do not share one partitions definition")
-    keys_in_range = trading_days.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
     for key in (start, end):
         if not trading_days.has_partition_key(key):
             raise SystemExit(
                 f"{key} is not a session of the trading calendar (see trading_assets/partitions.py)"
             )
+    keys_in_range = trading_days.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
 
     progress = Progress(out)
     progress.say(
-        f"trading-assets main: {len(keys)} asset(s) over {start}..{end} ({len(keys_in_range):,} sessions), one run\n"
+        f"trading-assets main: {len(keys)} asset(s) over {start}..{end} ({len(keys_in_range):,} session{'s' if len(keys_in_range) != 1 else ''}), one run\n"
         f"DAGSTER_HOME={home}"
     )
     with dg.DagsterInstance.get() as instance:
