@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from trading_assets.core.frames import reject_duplicate_keys, require_columns
 from trading_assets.core.symbols import BENCHMARK_SYMBOLS
 
 SPY, QQQ, VIX = "SPY", "QQQ", "^VIX"
@@ -276,10 +277,7 @@ def missing_benchmark_sessions(env_df: pd.DataFrame) -> pd.DataFrame:
     (no stock with a SMA 50 yet) is not listed here: it is unclassified too, but that is the
     universe's warm-up, not a missing benchmark.
     """
-    if "missing_inputs" not in env_df.columns or "date" not in env_df.columns:
-        raise EnvironmentInputError(
-            f"expected a market-environment frame with 'date' and 'missing_inputs', got {list(env_df.columns)}"
-        )
+    require_columns(env_df, ("date", "missing_inputs"), "market-environment", EnvironmentInputError)
     labels = env_df["missing_inputs"].fillna("").astype(str)
     pattern = "|".join(f"(?:^|; ){re.escape(sym)} " for sym in (SPY, QQQ, VIX))
     hit = labels.str.contains(pattern, regex=True)
@@ -326,21 +324,8 @@ def environment_report_markdown(env_row: Mapping[str, Any] | pd.Series) -> str:
 
 
 def _validate(indicators: pd.DataFrame) -> None:
-    if not isinstance(indicators, pd.DataFrame):
-        raise EnvironmentInputError(
-            f"indicators must be a DataFrame, got {type(indicators).__name__}"
-        )
-    absent = [c for c in REQUIRED_INDICATOR_COLUMNS if c not in indicators.columns]
-    if absent:
-        raise EnvironmentInputError(
-            f"indicators frame lacks column(s) {absent}; got {list(indicators.columns)}"
-        )
-    dup = indicators.duplicated(["symbol", "date"], keep=False)
-    if dup.any():
-        shown = indicators.loc[dup, ["symbol", "date"]].drop_duplicates().head(5).to_dict("records")
-        raise EnvironmentInputError(
-            f"{int(dup.sum())} duplicated (symbol, date) indicator rows, e.g. {shown}"
-        )
+    require_columns(indicators, REQUIRED_INDICATOR_COLUMNS, "indicators", EnvironmentInputError)
+    reject_duplicate_keys(indicators, ("symbol", "date"), "indicators", EnvironmentInputError)
 
 
 def _empty_environment() -> pd.DataFrame:

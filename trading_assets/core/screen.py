@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from trading_assets.core.frames import reject_duplicate_keys, require_columns
 from trading_assets.core.sizing import (
     DEFAULT_SIZING_PARAMS,
     EDGE_INPUT_COLUMNS,
@@ -289,17 +290,8 @@ def _float(series: pd.Series) -> pd.Series:
 
 
 def _require(frame: pd.DataFrame, columns, what: str) -> None:
-    if not isinstance(frame, pd.DataFrame):
-        raise ScreenInputError(f"{what} must be a DataFrame, got {type(frame).__name__}")
-    absent = [c for c in columns if c not in frame.columns]
-    if absent:
-        raise ScreenInputError(f"{what} frame lacks column(s) {absent}; got {list(frame.columns)}")
+    require_columns(frame, columns, what, ScreenInputError)
 
 
 def _no_duplicates(frame: pd.DataFrame, keys: list[str], what: str) -> None:
-    dup = frame.duplicated(keys, keep=False)
-    if dup.any():
-        shown = frame.loc[dup, keys].drop_duplicates().head(5).to_dict("records")
-        raise ScreenInputError(
-            f"{int(dup.sum())} duplicated {tuple(keys)} rows in {what}, e.g. {shown}"
-        )
+    reject_duplicate_keys(frame, keys, what, ScreenInputError)

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trading_assets.core.frames import reject_duplicate_keys, require_columns
+
 MIN_EDGES, MAX_EDGES = 3, 10
 
 # Conviction multiplier on the environment's base size, by clamped edge count (issue 3, section 3).
@@ -228,9 +230,7 @@ def _sizing_math(entry, stop, multiplier, equity, base_size, risk_pct):
 def count_edges(frame: pd.DataFrame, params: SizingParams = DEFAULT_SIZING_PARAMS) -> pd.DataFrame:
     """One boolean column per confluence edge (EDGE_NAMES), ``edges_raw`` (0-10) and ``edges``
     (clamped to 3-10), on the frame's index. NaN/null inputs make an edge False."""
-    absent = [c for c in EDGE_INPUT_COLUMNS if c not in frame.columns]
-    if absent:
-        raise SizingError(f"cannot count edges: missing column(s) {absent}")
+    require_columns(frame, EDGE_INPUT_COLUMNS, "edge input", SizingError)
     x = {c: _float(frame[c]) for c in EDGE_INPUT_COLUMNS}
     # Comparisons with NaN are False, which is exactly "edge not satisfied".
     edges = pd.DataFrame(
@@ -269,13 +269,8 @@ def plan_positions(
     and takes no heat. ``heat_exceeded`` is True/False for sizable rows and NA for unsized ones.
     ``portfolio_heat`` is the session's accumulated risk $ after the row.
     """
-    absent = [c for c in PLAN_INPUT_COLUMNS if c not in candidates.columns]
-    if absent:
-        raise SizingError(f"cannot plan positions: missing column(s) {absent}")
-    dup = candidates.duplicated(["symbol", "date"], keep=False)
-    if dup.any():
-        shown = candidates.loc[dup, ["symbol", "date"]].drop_duplicates().head(5).to_dict("records")
-        raise SizingError(f"{int(dup.sum())} duplicated (symbol, date) candidates, e.g. {shown}")
+    require_columns(candidates, PLAN_INPUT_COLUMNS, "candidates", SizingError)
+    reject_duplicate_keys(candidates, ("symbol", "date"), "candidates", SizingError)
 
     out = candidates.copy()
     n = len(out)
