@@ -1,0 +1,293 @@
+"""Benchmark: what a range run of `trading-assets main` costs beyond its computation.
+
+Runs the CLI as a user would (a subprocess of ``sys.executable -m trading_assets.cli main``), each
+scenario with a fresh DAGSTER_HOME and a fresh DuckDB file (TRADING_ASSETS_DUCKDB_PATH):
+
+- ``warm-up``: one session, not reported (numba's on-disk cache, OS file cache);
+- ``one session``: ``--start D --end D`` with D the sample's last session;
+- ``sample``: the bundled sample's full range (53 symbols, 1,648 sessions);
+- ``full`` (with ``--full``): all 506 shared symbols, 2000-01-03..2025-07-23, every asset, through
+  the files source (``TRADING_ASSETS_PRICE_SOURCE=files``, the shared constituents CSV as universe).
+
+For each: wall time, peak memory of the largest child process, the size of ``dagster_home``, the
+console's lines, and the outcome read back from the instance (run status, each step's status,
+each check's result), so a run that stops at a failed blocking check says so.
+
+    python benchmarks/bench_main.py [--full] [--code DIR] [--label after] [--write-doc]
+
+``--code DIR`` runs another checkout of the project (e.g. ``git archive HEAD`` of an older commit,
+for "before" figures); ``--write-doc`` writes the figures into this section of docs/benchmarks.md,
+keeping the other label's table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _doc import DOC, machine, write_section  # benchmarks/ is on sys.path when run as a script
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_END = "2025-07-23"
+FULL_START, FULL_END = "2000-01-03", "2025-07-23"
+HEADING = "## Main job: range-run bookkeeping (`trading-assets main`)"
+RESULTS_JSON = ROOT / "docs" / "bench_main_results.json"
+
+
+def shared_data() -> Path:
+    path = Path(
+        os.environ.get("TRADING_ASSETS_SHARED_DATA") or ROOT.parent / "shared" / "data" / "market"
+    )
+    if not (path / "prices_daily.parquet").is_file() or not (path / "constituents.csv").is_file():
+        sys.exit(
+            f"shared market data not found in {path} (prices_daily.parquet, constituents.csv): "
+            "set TRADING_ASSETS_SHARED_DATA to the directory that holds them"
+        )
+    return path
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def outcome(home: Path) -> dict:
+    """Run status, step statuses and check results of the one run recorded in ``home``."""
+    script = r"""
+import json, sys
+import dagster as dg
+from dagster._core.events import DagsterEventType
+inst = dg.DagsterInstance.from_config(sys.argv[1])
+runs = inst.get_runs()
+out = {"runs": len(runs)}
+if runs:
+    run = runs[0]
+    out["status"] = run.status.value
+    out["steps"] = {s.step_key: s.status.value if s.status else "NOT_STARTED" for s in inst.get_run_step_stats(run.run_id)}
+    recs = inst.get_records_for_run(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION).records
+    out["checks"] = {r.event_log_entry.dagster_event.event_specific_data.check_name:
+                     r.event_log_entry.dagster_event.event_specific_data.passed for r in recs}
+    out["materializations"] = len(inst.get_records_for_run(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION, limit=100000).records)
+print(json.dumps(out))
+"""
+    res = subprocess.run(
+        [sys.executable, "-c", script, str(home)], capture_output=True, text=True, check=False
+    )
+    if res.returncode != 0:
+        return {"error": res.stderr[-2000:]}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def run_cli(
+    code: Path, args: list[str], extra_env: dict[str, str], keep: Path | None = None
+) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench_main_") as tmpdir:
+        tmp = Path(tmpdir)
+        home, db = tmp / "dagster_home", tmp / "bench.duckdb"
+        env = {
+            **os.environ,
+            **extra_env,
+            "DAGSTER_HOME": str(home),
+            "TRADING_ASSETS_DUCKDB_PATH": str(db),
+        }
+        env["PYTHONPATH"] = str(code) + (
+            os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+        )
+        rss = tmp / "maxrss"
+        # a small parent that reports the peak resident memory of its largest descendant
+        wrapper = (
+            "import resource, subprocess, sys; rc = subprocess.call(sys.argv[2:]); "
+            "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
+            "sys.exit(rc)"
+        )
+        cmd = [
+            sys.executable,
+            "-c",
+            wrapper,
+            str(rss),
+            sys.executable,
+            "-m",
+            "trading_assets.cli",
+            "main",
+            *args,
+        ]
+        t0 = time.perf_counter()
+        res = subprocess.run(cmd, cwd=code, env=env, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - t0
+        peak = int(rss.read_text()) if rss.exists() else 0
+        console = res.stdout + res.stderr
+        if keep is not None:
+            keep.write_text(console)
+        return {
+            "args": " ".join(args),
+            "returncode": res.returncode,
+            "wall_s": round(wall, 1),
+            "peak_gib": round(peak / 2**20, 2),
+            "home_mb": round(dir_size(home) / 1e6, 1),
+            "db_mb": round(db.stat().st_size / 1e6, 1) if db.exists() else 0.0,
+            "console_lines": len(console.splitlines()),
+            "debug_lines": sum(" - DEBUG - " in line for line in console.splitlines()),
+            **outcome(home),
+        }
+
+
+def _gib(value: float | None) -> str:
+    return "-" if not value else f"{value:.2f} GiB"
+
+
+def fmt_wall(s: float) -> str:
+    return f"{s:.1f} s" if s < 60 else f"{int(s // 60)} min {s % 60:04.1f} s"
+
+
+def table(label: str, res: dict) -> list[str]:
+    one, sample = res["one session"], res["sample"]
+    lines = [
+        f"### {label}",
+        "",
+        f"Measured {res['date']} on {res['machine']}. Code: {res['code']}.",
+        "",
+        "| scenario | wall | dagster_home | console lines (DEBUG) | materialisation events | run | peak RSS |",
+        "|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for name in ("one session", "sample", "full"):
+        r = res.get(name)
+        if r is None:
+            continue
+        lines.append(
+            f"| {name} (`main {r['args']}`) | {fmt_wall(r['wall_s'])} | {r['home_mb']:.1f} MB | "
+            f"{r['console_lines']:,} ({r['debug_lines']:,}) | {r.get('materializations', '?'):,} | "
+            f"{r.get('status', '?')} | {_gib(r.get('peak_gib'))} |"
+        )
+    lines += [
+        "",
+        f"Sample / one session wall time: **{sample['wall_s'] / one['wall_s']:.2f}x** (target <= 2x); "
+        f"sample dagster_home **{sample['home_mb']:.1f} MB** (target < 50 MB).",
+    ]
+    full = res.get("full")
+    if full is not None:
+        failed = [k for k, v in full.get("steps", {}).items() if v != "SUCCESS"]
+        checks = ", ".join(
+            f"`{k}` {'passed' if v else 'FAILED'}" for k, v in full.get("checks", {}).items()
+        )
+        lines += [
+            "",
+            "Full backfill steps: "
+            + ", ".join(f"`{k}` {v}" for k, v in full.get("steps", {}).items())
+            + (f" (not successful: {', '.join(failed)})" if failed else " (all succeeded)")
+            + f". Checks: {checks}. DuckDB file {full['db_mb']:.0f} MB.",
+        ]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--full", action="store_true", help="also the 2000-2025 backfill of 506 symbols"
+    )
+    parser.add_argument(
+        "--code", default=str(ROOT), help="checkout of the project to run (default: this one)"
+    )
+    parser.add_argument(
+        "--label", default="after", help="which table this run fills (e.g. before, after)"
+    )
+    parser.add_argument(
+        "--code-desc", help="how to name --code in the doc (e.g. 'git archive of 326ca93')"
+    )
+    parser.add_argument(
+        "--write-doc", action="store_true", help="update this section of docs/benchmarks.md"
+    )
+    parser.add_argument(
+        "--keep-console", help="directory to save each scenario's console output in"
+    )
+    args = parser.parse_args()
+    shared = shared_data()
+    code = Path(args.code).resolve()
+    keep = Path(args.keep_console) if args.keep_console else None
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+
+    res: dict = {
+        "date": str(dt.date.today()),
+        "machine": machine(),
+        "code": args.code_desc or _describe(code),
+    }
+    print(f"machine: {res['machine']}", flush=True)
+    day = ["--start", SAMPLE_END, "--end", SAMPLE_END]
+    run_cli(code, day, {})  # warm-up, not reported
+    for name, cli_args, env in [
+        ("one session", day, {}),
+        ("sample", [], {}),
+        *(
+            [
+                (
+                    "full",
+                    ["--start", FULL_START, "--end", FULL_END],
+                    {
+                        "TRADING_ASSETS_PRICE_SOURCE": "files",
+                        "TRADING_ASSETS_PRICES_PATH": str(shared / "prices_daily.parquet"),
+                        "TRADING_ASSETS_UNIVERSE": str(shared / "constituents.csv"),
+                        "TRADING_ASSETS_START_DATE": FULL_START,
+                    },
+                )
+            ]
+            if args.full
+            else []
+        ),
+    ]:
+        r = run_cli(
+            code,
+            cli_args,
+            env,
+            keep / f"{args.label}_{name.replace(' ', '_')}.log" if keep else None,
+        )
+        res[name] = r
+        print(f"{name}: {json.dumps(r)}", flush=True)
+    res["load_end"] = round(os.getloadavg()[0], 2)
+
+    stored = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
+    stored[args.label] = res
+    text = "\n".join(doc_section(stored))
+    print(text)
+    if args.write_doc:
+        RESULTS_JSON.write_text(json.dumps(stored, indent=1) + "\n")
+        write_section(text, DOC)
+
+
+def _describe(code: Path) -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        sha = "?"
+    return "this working tree at " + sha if code == ROOT else f"{code.name} (a separate checkout)"
+
+
+def doc_section(stored: dict) -> list[str]:
+    lines = [
+        HEADING,
+        "",
+        "Command: `python benchmarks/bench_main.py --full --label LABEL --write-doc`. Each scenario runs",
+        "`trading-assets main` as a subprocess with a fresh DAGSTER_HOME and a fresh DuckDB file; one",
+        "unreported one-session warm-up first. Timings on this 2-core VM move by up to 2x with other jobs'",
+        "load, so compare rows of the same table.",
+        "",
+    ]
+    for label in sorted(stored, key=lambda k: (k != "before", k)):
+        lines += table(label, stored[label]) + [""]
+    return lines
+
+
+if __name__ == "__main__":
+    main()
