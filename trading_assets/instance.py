@@ -36,9 +36,11 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from dagster._core.events import ASSET_EVENTS, DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+from dagster._core.storage.event_log.schema import (
+    AssetCheckExecutionsTable,
+    SqlEventLogStorageTable,
+)
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
-from dagster._core.storage.sqlalchemy_compat import db_result
 from dagster._serdes import ConfigurableClassData
 from dagster_shared.serdes import serialize_value
 
@@ -93,16 +95,20 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             for event in events:
                 self.store_event(event)
             return
-        # Same statements as SqliteEventLogStorage.store_event, one transaction per database.
-        statements = [self.prepare_insert_event(event) for event in events]
+        # The rows SqliteEventLogStorage.store_event inserts (prepare_insert_event), each event
+        # serialised once, inserted as one executemany per database, each in one transaction.
+        rows = [self._event_to_row(event) for event in events]
         with self.run_connection(events[0].run_id) as conn:
-            for statement in statements:
-                conn.execute(statement)
+            conn.execute(SqlEventLogStorageTable.insert(), rows)
         with self.index_transaction() as conn:
-            event_ids = []
-            for statement in statements:
-                with db_result(conn, statement) as result:
-                    event_ids.append(check.not_none(result.inserted_primary_key[0]))
+            inserted = conn.execute(
+                SqlEventLogStorageTable.insert().returning(
+                    SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
+                ),
+                rows,
+            )
+            event_ids = [int(row[0]) for row in inserted]
+            check.invariant(len(event_ids) == len(events), "one storage id per event")
             self._store_asset_event_tags(conn, list(events), event_ids)
             # The asset's own row (latest materialisation, run, timestamp): each event type writes a
             # fixed set of columns, so the last event of each (asset, type) gives the same row.
