@@ -31,9 +31,8 @@ from trading_assets.storage.contract import (
     SchemaMismatchError,
     StorageMetadataError,
     date_bounds_for_window,
-    find_duplicate_keys,
     is_safe_cast,
-    normalize_date_column,
+    midnight_timestamps,
     table_name_for,
 )
 from trading_assets.storage.duckdb_io import MAX_LOCK_BACKOFF_SECONDS, DuckDBIOManager
@@ -695,7 +694,7 @@ def test_table_lives_in_the_configured_schema(db_path):
     assert count == len(SYMBOLS)
 
 
-def test_normalize_date_column_accepts_dates_and_midnights_only():
+def test_date_column_accepts_dates_and_midnights_only():
     expected = [dt.date(2024, 1, 10), dt.date(2024, 1, 11)]
     tz_midnights = pd.Series(
         pd.to_datetime(["2024-01-10", "2024-01-11"]).tz_localize("America/New_York")
@@ -706,7 +705,8 @@ def test_normalize_date_column_accepts_dates_and_midnights_only():
         tz_midnights,
         pd.Series([dt.datetime(2024, 1, 10), dt.datetime(2024, 1, 11)], dtype=object),
     ):
-        assert normalize_date_column(values, "date", "test").tolist() == expected
+        stamps = midnight_timestamps(values, "date", "test")
+        assert stamps.dtype.kind == "M" and stamps.dt.date.tolist() == expected
     for values, message in (
         (pd.Series(["2024-01-10"]), "must hold dates"),
         (pd.Series([20240110]), "must hold dates"),
@@ -717,15 +717,7 @@ def test_normalize_date_column_accepts_dates_and_midnights_only():
         ),
     ):
         with pytest.raises(OutputFrameError, match=message):
-            normalize_date_column(values, "date", "test")
-
-
-def test_find_duplicate_keys_counts_repeats():
-    frame = price_rows(["2024-01-10", "2024-01-11"], version=1.0)
-    assert find_duplicate_keys(frame, ["symbol", "date"]).empty
-    doubled = pd.concat([frame, frame.iloc[:1]], ignore_index=True)
-    dups = find_duplicate_keys(doubled, ["symbol", "date"])
-    assert dups[["symbol", "n"]].values.tolist() == [["AAA", 2]]
+            midnight_timestamps(values, "date", "test")
 
 
 def test_non_dataframe_and_named_index_outputs_are_rejected(io):

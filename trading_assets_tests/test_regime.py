@@ -16,7 +16,7 @@ from trading_assets.core.regime import (
     ENVIRONMENT_COLUMNS,
     EnvironmentInputError,
     EnvironmentParams,
-    classify_environment,
+    classify_environments,
     compute_market_environment,
     environment_report_markdown,
     missing_benchmark_sessions,
@@ -75,43 +75,53 @@ def history(n: int, **bench) -> pd.DataFrame:
     return pd.DataFrame([r for d in days for r in bench_rows(d, **bench) + stock_rows(d, 8, 2)])
 
 
-def env_of(**overrides) -> str | None:
-    return classify_environment(**{**STRONG, **overrides})
+def env_of(params: EnvironmentParams = DEFAULT_ENVIRONMENT_PARAMS, **overrides) -> str | None:
+    """classify_environments on one session: STRONG with ``overrides``."""
+    return classify_environments(pd.DataFrame([{**STRONG, **overrides}]), params).iloc[0]
 
 
-# --- the rule, one boundary at a time (scalar classify_environment) -------------------------------
+# --- the rule, one boundary at a time (classify_environments on one session) ---------------------
 
 
 def test_strong_session_is_a():
     assert env_of() == "A"
 
 
-@pytest.mark.parametrize(
-    ("overrides", "expected"),
-    [
-        ({"breadth_pct": 70.0}, "A"),  # breadth >= 70 is inclusive
-        ({"breadth_pct": 69.99}, "B"),
-        ({"vix_close": 25.0}, "A"),  # VIX <= 25 is inclusive
-        ({"vix_close": 25.01}, "B"),
-        ({"spy_sma_200": 110.0}, "B"),  # SPY equal to its SMA 200 is not above it (strict)
-        ({"qqq_close": 45.0, "qqq_sma_50": 44.0}, "B"),  # QQQ on its SMA 200
-        ({"spy_sma_200": 111.0}, "B"),  # SPY below its SMA 200 but above its SMA 50
-        ({"breadth_pct": 50.0}, "B"),  # B's breadth bound inclusive
-        ({"breadth_pct": 49.99}, "C"),
-        ({"breadth_pct": 60.0, "vix_close": 30.0}, "B"),  # B's VIX bound inclusive
-        ({"breadth_pct": 60.0, "vix_close": 30.01}, "C"),
-        ({"spy_close": 100.0}, "C"),  # SPY equal to its SMA 50: neither A nor B
-        ({"qqq_close": 49.0}, "C"),  # QQQ below its SMA 50
-        ({"breadth_pct": 30.0}, "C"),  # C's breadth bound inclusive
-        ({"breadth_pct": 29.99}, "D"),
-        ({"vix_close": 35.0}, "C"),  # C's VIX bound inclusive
-        ({"vix_close": 35.01}, "D"),
-        ({"breadth_pct": 0.0, "vix_close": 80.0}, "D"),
-        ({"spy_close": 10.0, "breadth_pct": 31.0, "vix_close": 34.0}, "C"),  # C ignores the SMAs
-    ],
-)
+BOUNDARIES = [  # (overrides of STRONG, environment)
+    ({"breadth_pct": 70.0}, "A"),  # breadth >= 70 is inclusive
+    ({"breadth_pct": 69.99}, "B"),
+    ({"vix_close": 25.0}, "A"),  # VIX <= 25 is inclusive
+    ({"vix_close": 25.01}, "B"),
+    ({"spy_sma_200": 110.0}, "B"),  # SPY equal to its SMA 200 is not above it (strict)
+    ({"qqq_close": 45.0, "qqq_sma_50": 44.0}, "B"),  # QQQ on its SMA 200
+    ({"spy_sma_200": 111.0}, "B"),  # SPY below its SMA 200 but above its SMA 50
+    ({"breadth_pct": 50.0}, "B"),  # B's breadth bound inclusive
+    ({"breadth_pct": 49.99}, "C"),
+    ({"breadth_pct": 60.0, "vix_close": 30.0}, "B"),  # B's VIX bound inclusive
+    ({"breadth_pct": 60.0, "vix_close": 30.01}, "C"),
+    ({"spy_close": 100.0}, "C"),  # SPY equal to its SMA 50: neither A nor B
+    ({"qqq_close": 49.0}, "C"),  # QQQ below its SMA 50
+    ({"breadth_pct": 30.0}, "C"),  # C's breadth bound inclusive
+    ({"breadth_pct": 29.99}, "D"),
+    ({"vix_close": 35.0}, "C"),  # C's VIX bound inclusive
+    ({"vix_close": 35.01}, "D"),
+    ({"breadth_pct": 0.0, "vix_close": 80.0}, "D"),
+    ({"spy_close": 10.0, "breadth_pct": 31.0, "vix_close": 34.0}, "C"),  # C ignores the SMAs
+]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), BOUNDARIES)
 def test_rule_boundaries(overrides, expected):
     assert env_of(**overrides) == expected
+
+
+def test_sessions_are_classified_independently():
+    # Every boundary case as one frame, on a non-default index: the same answers, row by row.
+    frame = pd.DataFrame([{**STRONG, **overrides} for overrides, _ in BOUNDARIES])
+    frame.index = frame.index * 10 + 3
+    envs = classify_environments(frame)
+    assert list(envs.index) == list(frame.index)
+    assert envs.tolist() == [expected for _, expected in BOUNDARIES]
 
 
 def test_first_rule_that_holds_wins():
@@ -120,14 +130,14 @@ def test_first_rule_that_holds_wins():
 
 
 @pytest.mark.parametrize("field", ["spy_close", "qqq_close", "vix_close"])
-def test_scalar_nan_input_is_unclassified_not_d(field):
+def test_nan_input_is_unclassified_not_d(field):
     # Breadth 10% is D whatever else holds; an unknown input must still not be classified.
     assert env_of(breadth_pct=10.0) == "D"
     assert env_of(breadth_pct=10.0, **{field: math.nan}) is None
     assert env_of(breadth_pct=math.nan) is None
 
 
-def test_scalar_nan_sma_counts_as_not_above():
+def test_nan_sma_counts_as_not_above():
     # The caller (compute_market_environment) has decided that this SMA is still warming up.
     assert env_of(spy_sma_200=math.nan) == "B"
     assert env_of(qqq_sma_50=math.nan) == "C"

@@ -176,37 +176,6 @@ def classify_environments(
     return pd.Series(env, index=frame.index, name="environment", dtype=object)
 
 
-def classify_environment(
-    *,
-    spy_close: float,
-    spy_sma_50: float,
-    spy_sma_200: float,
-    qqq_close: float,
-    qqq_sma_50: float,
-    qqq_sma_200: float,
-    breadth_pct: float,
-    vix_close: float,
-    params: EnvironmentParams = DEFAULT_ENVIRONMENT_PARAMS,
-) -> str | None:
-    """The environment of one session (see classify_environments for NaN handling)."""
-    row = pd.DataFrame(
-        [
-            {
-                "spy_close": spy_close,
-                "spy_sma_50": spy_sma_50,
-                "spy_sma_200": spy_sma_200,
-                "qqq_close": qqq_close,
-                "qqq_sma_50": qqq_sma_50,
-                "qqq_sma_200": qqq_sma_200,
-                "breadth_pct": breadth_pct,
-                "vix_close": vix_close,
-            }
-        ],
-        dtype="float64",
-    )
-    return classify_environments(row, params).iloc[0]
-
-
 def compute_market_environment(
     indicators: pd.DataFrame, params: EnvironmentParams = DEFAULT_ENVIRONMENT_PARAMS
 ) -> pd.DataFrame:

@@ -289,11 +289,6 @@ def midnight_timestamps(values: pd.Series, column: str, origin: str) -> pd.Serie
     return values
 
 
-def normalize_date_column(values: pd.Series, column: str, origin: str) -> pd.Series:
-    """A partition column as ``datetime.date`` objects (object dtype); rules of midnight_timestamps."""
-    return midnight_timestamps(values, column, origin).dt.date.astype(object)
-
-
 def check_within_bounds(dates: pd.Series, bounds: DateBounds, column: str, origin: str) -> None:
     """Raise PartitionBoundsError if a date (date objects or midnight datetime64) lies outside."""
     if dates.empty:
@@ -373,14 +368,6 @@ def prepare_output_frame(
                 "value(s); replace_keys and unique_key columns must always be set"
             )
     return frame
-
-
-def find_duplicate_keys(frame: pd.DataFrame, unique_key: Sequence[str]) -> pd.DataFrame:
-    """Rows of ``unique_key`` values that occur more than once, with their count ``n``."""
-    if not unique_key or frame.empty:
-        return pd.DataFrame(columns=[*unique_key, "n"])
-    counts = frame.groupby(list(unique_key), dropna=False).size().rename("n").reset_index()
-    return counts[counts["n"] > 1].sort_values("n", ascending=False).reset_index(drop=True)
 
 
 def to_arrow(frame: pd.DataFrame, *, date_column: str | None, origin: str) -> pa.Table:
