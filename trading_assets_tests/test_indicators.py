@@ -1,6 +1,6 @@
 """trading_assets.core.indicators against TA-Lib itself and pandas references, on real prices.
 
-Real data: a few symbols of /work/shared/data/market/prices_daily.parquet, read with pyarrow filters:
+Real data: a few symbols of the shared prices_daily.parquet (conftest), read with pyarrow filters:
 AAPL, NVR ($1,000+ prices), SPY, QQQ, ^VIX (null volume), GEV (listed 2024-03-27, short history),
 ODFL (volume 0 on some days) and BRK-B.
 """
@@ -8,7 +8,6 @@ ODFL (volume 0 on some days) and BRK-B.
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,8 +24,8 @@ from trading_assets.core.indicators import (
     compute_indicators,
     continue_obv,
 )
+from trading_assets_tests.conftest import SHARED_PRICES
 
-PRICES_PARQUET = Path("/work/shared/data/market/prices_daily.parquet")
 SYMBOLS = ("AAPL", "NVR", "SPY", "QQQ", "^VIX", "GEV", "ODFL", "BRK-B")
 BENCHMARKS = ("SPY", "QQQ", "^VIX")
 # The issue's bar for "equals TA-Lib".
@@ -40,15 +39,11 @@ TALIB_COLUMNS = (
     "bollinger_upper", "bollinger_middle", "bollinger_lower", "atr_14", "obv", "stoch_k", "stoch_d",
 )  # fmt: skip
 
-pytestmark = pytest.mark.skipif(
-    not PRICES_PARQUET.exists(), reason="shared market data not present"
-)
-
 
 @pytest.fixture(scope="module")
 def prices() -> pd.DataFrame:
     """Real OHLCV for SYMBOLS, sorted, date as datetime.date (as normalize_prices stores it)."""
-    table = pq.read_table(PRICES_PARQUET, filters=[("symbol", "in", list(SYMBOLS))])
+    table = pq.read_table(SHARED_PRICES, filters=[("symbol", "in", list(SYMBOLS))])
     return table.to_pandas().sort_values(["symbol", "date"]).reset_index(drop=True)
 
 
