@@ -1,10 +1,21 @@
-"""Shared by the benchmarks: the machine they ran on, and writing one section of docs/benchmarks.md."""
+"""Shared by the benchmarks: the machine they ran on, writing one section of docs/benchmarks.md, and
+where the shared market data is (the tests' own rule: trading_assets_tests/shared_data.py)."""
 
 import os
 import platform
+import sys
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the checkout, not an installed copy, and trading_assets_tests
+
+from trading_assets_tests.shared_data import (  # noqa: E402
+    PRICES_FILE,
+    missing_shared_data,
+    shared_market_dir,
+)
+
+DOC = ROOT / "docs" / "benchmarks.md"
 HEADER = "# Benchmarks\n\nSpeed and memory targets are measured here, never asserted in tests. Each section says its command and machine.\n"
 
 
@@ -31,3 +42,17 @@ def machine() -> str:
         f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f} at start"
     )
+
+
+def shared_market() -> Path:
+    """The shared market data directory ($TRADING_ASSETS_SHARED_DATA, else ../shared/data/market).
+    Exits with the reason, naming both, when its prices file is missing."""
+    problem = missing_shared_data()
+    if problem:
+        sys.exit(problem)
+    return shared_market_dir()
+
+
+def shared_prices_file() -> Path:
+    """The shared prices_daily.parquet (see shared_market)."""
+    return shared_market() / PRICES_FILE

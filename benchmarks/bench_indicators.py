@@ -1,6 +1,7 @@
 """Benchmark: compute_indicators against TA-Lib per symbol and a naive pandas loop.
 
-Data: the last 2,520 SPY sessions of /work/shared/data/market/prices_daily.parquet for 500 symbols
+Data: the last 2,520 SPY sessions of the shared prices_daily.parquet ($TRADING_ASSETS_SHARED_DATA,
+else ../shared/data/market) for 500 symbols
 (SPY, QQQ, ^VIX and the 497 stocks with the most rows in that window), dates as datetime64 as DuckDB
 hands them over. ``--synthetic`` uses a seeded random walk of exactly 500 x 2,520 rows instead.
 
@@ -11,7 +12,7 @@ Timed in the same process, warm (after JIT), best and median of --repeats runs:
 - naive baseline: per symbol ``df[df.symbol == s]`` with pandas rolling/ewm, and the pandas rank.
 The first call (numba compile, or loading numba's on-disk cache) is timed in fresh subprocesses.
 
-Run: /work/venv/bin/python benchmarks/bench_indicators.py [--write-doc] [--synthetic]
+Run: python benchmarks/bench_indicators.py [--write-doc] [--synthetic]
 """
 
 from __future__ import annotations
@@ -23,20 +24,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from _doc import machine, write_section  # benchmarks/ is on sys.path when run as a script
+from _doc import ROOT, machine, shared_prices_file, write_section  # benchmarks/ is on sys.path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from trading_assets.core.indicators import compute_indicators
 
-from trading_assets.core.indicators import compute_indicators  # noqa: E402
-
-PRICES = Path("/work/shared/data/market/prices_daily.parquet")
 SESSIONS = 2_520
 SYMBOLS = 500
 BENCHMARKS = ("SPY", "QQQ", "^VIX")
@@ -45,7 +41,7 @@ RANDOM_SEED = 20250724
 
 def load_real() -> pd.DataFrame:
     table = pq.read_table(
-        PRICES, columns=["symbol", "date", "open", "high", "low", "close", "volume"]
+        shared_prices_file(), columns=["symbol", "date", "open", "high", "low", "close", "volume"]
     )
     spy = table.filter(pc.equal(table["symbol"], "SPY"))["date"].to_numpy()
     first = np.sort(spy)[-SESSIONS]

@@ -1,10 +1,11 @@
 """Benchmark: a full raw_prices backfill (all 506 symbols, 2000-01-03..2025-07-23) in one Dagster run.
 
-Source: ../shared/data/market/prices_daily.parquet through the `files` source. Measures the run's
-wall time and peak memory, the IO manager's write throughput (rows/s), and a floor measured in the
-same process: DuckDB inserting the same Arrow table straight into an empty table.
+Source: the shared prices_daily.parquet ($TRADING_ASSETS_SHARED_DATA, else ../shared/data/market)
+through the `files` source. Measures the run's wall time and peak memory, the IO manager's write
+throughput (rows/s), and a floor measured in the same process: DuckDB inserting the same Arrow table
+straight into an empty table.
 
-    python benchmarks/bench_raw_prices.py [--shared ../shared/data/market] [--write-doc]
+    python benchmarks/bench_raw_prices.py [--write-doc]
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pyarrow as pa
-from _doc import machine, write_section  # benchmarks/ is on sys.path when run as a script
+from _doc import machine, shared_market, write_section  # benchmarks/ is on sys.path as a script
 
 from trading_assets.assets.prices import raw_prices
 from trading_assets.assets.universe import symbols
@@ -27,7 +28,6 @@ from trading_assets.resources import PriceSourceResource, UniverseResource
 from trading_assets.sources.sample import SP500_CONSTITUENTS
 from trading_assets.storage.duckdb_io import DuckDBIOManager
 
-ROOT = Path(__file__).resolve().parents[1]
 START, END = "2000-01-03", "2025-07-23"
 
 
@@ -37,16 +37,24 @@ def run_backfill(shared: Path, db: Path) -> tuple[float, dict]:
         [symbols, raw_prices],
         resources={
             "io_manager": DuckDBIOManager(database=str(db)),
-            "price_source": PriceSourceResource(kind="files", path=str(shared / "prices_daily.parquet")),
+            "price_source": PriceSourceResource(
+                kind="files", path=str(shared / "prices_daily.parquet")
+            ),
             "universe": UniverseResource(spec=str(SP500_CONSTITUENTS), price_source_kind="files"),
         },
-        tags={"dagster/asset_partition_range_start": START, "dagster/asset_partition_range_end": END},
+        tags={
+            "dagster/asset_partition_range_start": START,
+            "dagster/asset_partition_range_end": END,
+        },
         instance=dg.DagsterInstance.ephemeral(),
         # The full history holds 5 real bad bars (^VIX, HUBB): the blocking OHLC check fails, as it should.
         raise_on_error=False,
     )
     wall = time.perf_counter() - t0
-    md = {k: v.value for k, v in result.asset_materializations_for_node("raw_prices")[0].metadata.items()}
+    md = {
+        k: v.value
+        for k, v in result.asset_materializations_for_node("raw_prices")[0].metadata.items()
+    }
     # a range's materialisations carry a pointer; the run's numbers are on its one observation
     for observation in result.asset_observations_for_node("raw_prices"):
         md.update({k: v.value for k, v in observation.metadata.items()})
@@ -58,7 +66,9 @@ def floor_insert(db: Path, tmp: Path) -> tuple[int, float]:
     """DuckDB's own speed: the stored rows as one Arrow table, inserted into an empty table."""
     with duckdb.connect(str(db), read_only=True) as con:
         arrow: pa.Table = con.execute("SELECT * FROM raw_prices").to_arrow_table()
-        ddl = con.execute("SELECT sql FROM duckdb_tables() WHERE table_name = 'raw_prices'").fetchone()[0]
+        ddl = con.execute(
+            "SELECT sql FROM duckdb_tables() WHERE table_name = 'raw_prices'"
+        ).fetchone()[0]
     best = float("inf")
     for i in range(3):
         with duckdb.connect(str(tmp / f"floor{i}.duckdb")) as con:
@@ -71,10 +81,11 @@ def floor_insert(db: Path, tmp: Path) -> tuple[int, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--shared", default=str(ROOT.parent / "shared/data/market"))
-    parser.add_argument("--write-doc", action="store_true", help="update this section of docs/benchmarks.md")
+    parser.add_argument(
+        "--write-doc", action="store_true", help="update this section of docs/benchmarks.md"
+    )
     args = parser.parse_args()
-    shared = Path(args.shared)
+    shared = shared_market()
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         wall, md = run_backfill(shared, tmp / "bench.duckdb")
