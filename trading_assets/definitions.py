@@ -8,7 +8,9 @@ from __future__ import annotations
 import dagster as dg
 
 from trading_assets import settings
-from trading_assets.assets.analytics import fundamentals, indicators, market_environment, watchlist
+from trading_assets.assets.analytics import fundamentals, watchlist
+from trading_assets.assets.indicators import indicators
+from trading_assets.assets.market import market_environment
 from trading_assets.assets.prices import raw_prices
 from trading_assets.assets.universe import symbols
 from trading_assets.jobs import ALL_JOBS

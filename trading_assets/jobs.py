@@ -16,7 +16,7 @@ main_job = dg.define_asset_job(
 )
 ingest_job = dg.define_asset_job(
     INGEST_JOB,
-    selection=dg.AssetSelection.assets("symbols", "raw_prices"),
+    selection=dg.AssetSelection.assets("symbols", "raw_prices", "price_revisions"),
     partitions_def=trading_days,
     description="Universe and raw prices only: re-fetch a range from the configured source.",
 )

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from trading_assets import checks
-from trading_assets.assets.analytics import fundamentals, indicators, market_environment, watchlist
+from trading_assets.assets.analytics import fundamentals, watchlist
+from trading_assets.assets.indicators import indicators
+from trading_assets.assets.market import market_environment
 from trading_assets.assets.prices import raw_prices
 from trading_assets.assets.universe import symbols
 from trading_assets.core.indicators import INDICATOR_COLUMNS, INDICATOR_LOOKBACK_SESSIONS

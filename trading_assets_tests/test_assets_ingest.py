@@ -116,16 +116,25 @@ def write_prices(path, frame):
     frame.to_parquet(path)
 
 
-def test_bad_data_fails_blocking_checks_and_lists_offenders(tmp_path):
+def bad_data(tmp_path):
     real = shared_prices(["AAPL", "MSFT", "SPY", "QQQ", "^VIX"], RANGE[0], RANGE[1])
     real = real[~((real.symbol == "MSFT") & (real.date.astype(str) == "2024-04-03"))]  # one missing session
     i = real.index[(real.symbol == "AAPL") & (real.date.astype(str) == "2024-04-02")][0]
     real.loc[i, ["open", "high", "low", "close"]] *= 6  # a bad tick that reverts the next day
     j = real.index[(real.symbol == "MSFT") & (real.date.astype(str) == "2024-03-26")][0]
     real.loc[j, "low"] = real.loc[j, "high"] * 1.01  # low above high
-    dup = real[(real.symbol == "SPY") & (real.date.astype(str) == "2024-03-27")].assign(close=1.0)
+    # a second, different bar for one session (the last one served is kept)
+    dup = real[(real.symbol == "SPY") & (real.date.astype(str) == "2024-03-27")]
+    dup = dup.assign(volume=dup.volume + 1)
     write_prices(tmp_path / "p.parquet", pd.concat([real, dup]))
-    result = run(tmp_path / "t.duckdb", universe="AAPL,MSFT", kind="files", path=str(tmp_path / "p.parquet"))
+    return str(tmp_path / "p.parquet")
+
+
+def test_bad_bars_are_quarantined_listed_as_warnings_and_the_run_goes_on(tmp_path):
+    path = bad_data(tmp_path)
+    result = run(tmp_path / "t.duckdb", universe="AAPL,MSFT", kind="files", path=path,
+                 config={"max_quarantined_share": 0.1})
+    assert result.success
     verdicts = check_results(result)
     assert verdicts == {
         checks.RAW_PRICES_NO_DUPLICATES: False,
@@ -133,13 +142,45 @@ def test_bad_data_fails_blocking_checks_and_lists_offenders(tmp_path):
         checks.RAW_PRICES_NO_BAD_TICKS: False,
         checks.RAW_PRICES_COMPLETE: False,
         checks.RAW_PRICES_ALL_FETCHED: True,
+        checks.RAW_PRICES_HISTORY_UNCHANGED: True,
+        checks.RAW_PRICES_QUARANTINE_LIMITS: True,  # 2 of 45 bars, under the 10 % set here
     }
     evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    for name in (checks.RAW_PRICES_NO_DUPLICATES, checks.RAW_PRICES_OHLC_CONSISTENT,
+                 checks.RAW_PRICES_NO_BAD_TICKS, checks.RAW_PRICES_COMPLETE):
+        assert evals[name].severity == dg.AssetCheckSeverity.WARN
     assert "2024-04-03" in evals[checks.RAW_PRICES_COMPLETE].metadata["missing_pairs_listed"].value
-    assert evals[checks.RAW_PRICES_COMPLETE].severity == dg.AssetCheckSeverity.WARN
-    assert "AAPL" in evals[checks.RAW_PRICES_NO_BAD_TICKS].metadata["bad_ticks_listed"].value
+    assert "AAPL" in evals[checks.RAW_PRICES_NO_BAD_TICKS].metadata["quarantined_bars_listed"].value
     stored = table(tmp_path / "t.duckdb")
     assert not stored.duplicated(["symbol", "date"]).any()  # the duplicate never reaches the table
+    bad = stored[stored.quarantine.notna()]
+    flagged = dict(zip(zip(bad.symbol, bad.date.astype(str), strict=True), bad.quarantine, strict=True))
+    assert flagged[("AAPL", "2024-04-02")] == "bad_tick"
+    assert "low>high" in flagged[("MSFT", "2024-03-26")]
+    assert len(flagged) == 2
+    # stored as delivered: the x6 bar is kept, only flagged
+    aapl = stored[(stored.symbol == "AAPL") & (stored.date.astype(str) == "2024-04-02")]
+    assert aapl.close.item() > 5 * stored[(stored.symbol == "AAPL")].close.median()
+
+
+def test_too_many_quarantined_bars_fail_the_blocking_check(tmp_path):
+    path = bad_data(tmp_path)
+    result = run(tmp_path / "t.duckdb", universe="AAPL,MSFT", kind="files", path=path)
+    evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    limit = evals[checks.RAW_PRICES_QUARANTINE_LIMITS]
+    assert not limit.passed and limit.severity == dg.AssetCheckSeverity.ERROR
+    assert limit.metadata["quarantined_in_window"].value == 2
+
+
+def test_a_quarantined_benchmark_bar_fails_the_blocking_check(tmp_path):
+    real = shared_prices(["AAPL", "MSFT", "SPY", "QQQ", "^VIX"], RANGE[0], RANGE[1])
+    i = real.index[(real.symbol == "SPY") & (real.date.astype(str) == "2024-03-27")][0]
+    real.loc[i, "high"] = real.loc[i, "low"] * 0.5
+    write_prices(tmp_path / "p.parquet", real)
+    result = run(tmp_path / "t.duckdb", universe="AAPL,MSFT", kind="files", path=str(tmp_path / "p.parquet"))
+    evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not evals[checks.RAW_PRICES_QUARANTINE_LIMITS].passed
+    assert "SPY" in evals[checks.RAW_PRICES_QUARANTINE_LIMITS].metadata["offending_listed"].value
 
 
 def test_failed_symbol_keeps_its_stored_rows(tmp_path):

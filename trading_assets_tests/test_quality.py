@@ -47,19 +47,6 @@ def test_real_sample_of_shared_data_has_the_known_vix_bad_open():
     }
 
 
-def test_bad_tick_needs_spike_and_revert():
-    closes = {"SPIKE": [10, 10, 55, 10.5, 10], "DROP": [10, 10, 1.9, 10, 10],
-              "REAL": [10, 10, 55, 56, 57], "EDGE": [10, 10, 10, 10, 60]}
-    f = bars([(s, D[i], c, c, c, c, 1) for s, cs in closes.items() for i, c in enumerate(cs)])
-    ticks = quality.find_bad_ticks(f)
-    assert sorted(zip(ticks.symbol, ticks.date, strict=True)) == [("DROP", D[2]), ("SPIKE", D[2])]
-    assert ticks.set_index("symbol").loc["SPIKE", "prev_close"] == 10
-
-
-def test_no_bad_ticks_in_real_history():
-    assert quality.find_bad_ticks(shared_prices(["AAPL", "DHR", "NVDA", "^VIX"])).empty  # DHR spin-off +61% is real
-
-
 def test_missing_sessions_respect_listing_date_and_missing_symbols():
     f = bars([("A", d, 1, 1, 1, 1, 1) for d in D if d != D[3]] + [("LATE", d, 1, 1, 1, 1, 1) for d in D[4:]])
     missing = quality.find_missing_sessions(f, ["A", "LATE", "GONE"], D)

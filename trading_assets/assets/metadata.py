@@ -22,7 +22,10 @@ def frame_metadata(frame: pd.DataFrame) -> dict[str, dg.MetadataValue]:
 
 
 def split_metadata(
-    context: dg.AssetExecutionContext, light: dict[str, object], heavy: dict[str, object]
+    context: dg.AssetExecutionContext,
+    light: dict[str, object],
+    heavy: dict[str, object],
+    asset_key: dg.AssetKey | None = None,
 ) -> tuple[dict[str, object], list[dg.AssetObservation]]:
     """(metadata for the Output, events to yield after it).
 
@@ -37,7 +40,7 @@ def split_metadata(
         return {**light, **heavy}, []
     last = context.partition_key_range.end
     observation = dg.AssetObservation(
-        asset_key=context.asset_key, partition=last, metadata={**light, **heavy}
+        asset_key=asset_key or context.asset_key, partition=last, metadata={**light, **heavy}
     )
     note = dg.MetadataValue.text(f"preview, report and plots: the observation of partition {last}")
     # Every partition's materialisation carries this metadata (1,648 copies on the sample): only the

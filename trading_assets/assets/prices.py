@@ -1,4 +1,9 @@
-"""raw_prices: daily OHLCV bars per (symbol, session), from the configured price source."""
+"""raw_prices: daily OHLCV bars per (symbol, session), and price_revisions: what each run restated.
+
+Thin: the rules live in trading_assets.core (quality, quarantine, adjustments).
+"""
+
+import datetime as dt
 
 import dagster as dg
 import pandas as pd
@@ -6,11 +11,30 @@ import pandas as pd
 from trading_assets import checks
 from trading_assets.assets.metadata import frame_metadata, split_metadata
 from trading_assets.core import quality
+from trading_assets.core.adjustments import ADJUSTMENT, OVERLAP_SESSIONS, find_history_changes
+from trading_assets.core.prices import RAW_PRICE_COLUMNS
+from trading_assets.core.quarantine import QUARANTINE_COLUMN, close_is_usable, judge_bars
 from trading_assets.core.symbols import validate_symbols
+from trading_assets.core.universe import BENCHMARK_SYMBOLS
+from trading_assets.market_hours import (
+    DEFAULT_CLOSE_DELAY_MINUTES,
+    first_session,
+    require_closed,
+    session_after,
+    sessions_before,
+    sessions_from_to,
+)
 from trading_assets.partitions import sessions_in_window, trading_days
 from trading_assets.resources import PriceSourceResource
+from trading_assets.sources.base import PriceSource
+from trading_assets.storage.contract import Restatement, TableStore
 
 MAX_LISTED = 50  # rows of offending data shown in check metadata
+# More quarantined bars than this share of a run's bars is a source failure, not a bad print.
+DEFAULT_MAX_QUARANTINED_SHARE = 0.01
+# Kinds of price_revisions rows besides the adjustment/revision of core.adjustments.
+VERDICT = "verdict"  # only a stored bar's quarantine verdict changed (its next bar arrived)
+REVISION_COLUMNS = ["date", "symbol", "kind", "restate_from", "factor", "sessions_compared"]
 
 
 class NoPricesFetchedError(RuntimeError):
@@ -24,19 +48,42 @@ class UnknownSymbolsError(ValueError):
 class RawPricesConfig(dg.Config):
     symbols: list[str] | None = None
     """Re-fetch only these universe symbols; their stored rows in the range are replaced, others kept."""
+    max_quarantined_share: float = DEFAULT_MAX_QUARANTINED_SHARE
+    """Block the run when more than this share of its bars (and more than one) is quarantined."""
+    close_delay_minutes: float = DEFAULT_CLOSE_DELAY_MINUTES
+    """A session can be fetched only this long after its close (no partial bars)."""
 
 
-@dg.asset(
+@dg.multi_asset(
+    outs={
+        "raw_prices": dg.AssetOut(
+            group_name="market",
+            kinds={"pandas", "duckdb"},
+            description="Daily bars per (symbol, session) as the source delivered them, with a "
+            "`quarantine` reason where a bar is kept out of every calculation.",
+            metadata={
+                "partition_expr": "date",
+                "replace_keys": ["symbol"],
+                "unique_key": ["symbol", "date"],
+            },
+        ),
+        "price_revisions": dg.AssetOut(
+            group_name="market",
+            kinds={"pandas", "duckdb"},
+            description="Per run (dated by its last session), the symbols whose stored history it "
+            "restated and from which date: a split or dividend (adjustment, with the factor), a "
+            "corrected bar (revision), or a re-judged bar (verdict). Downstream assets recompute "
+            "those symbols' rows from that date.",
+            metadata={
+                "partition_expr": "date",
+                "unique_key": ["date", "symbol"],
+                "allow_empty": True,
+            },
+        ),
+    },
     partitions_def=trading_days,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="market",
-    kinds={"pandas", "duckdb"},
     pool="duckdb",
-    metadata={
-        "partition_expr": "date",
-        "replace_keys": ["symbol"],
-        "unique_key": ["symbol", "date"],
-    },
     check_specs=checks.raw_prices_check_specs(),
 )
 def raw_prices(
@@ -44,50 +91,83 @@ def raw_prices(
     config: RawPricesConfig,
     symbols: pd.DataFrame,
     price_source: PriceSourceResource,
+    io_manager: dg.ResourceParam[TableStore],
 ):
     """Daily bars (open, high, low, close, volume) for every universe symbol on every session of the
     partition range, with provenance (source, fetched_at). Prices are as the source serves them:
-    yfinance auto-adjusted for splits and dividends. A range is fetched in one request per batch of
-    symbols, not per day; a symbol that fails is reported and keeps whatever was stored before."""
+    yfinance auto-adjusted for splits and dividends. Each fetch also reads the 5 sessions before
+    the range and compares them with the stored bars: when a symbol's history changed (a split, a
+    dividend, a re-adjusted export) its whole history is fetched again and replaced. Bad bars are
+    quarantined (stored, flagged, kept out downstream), never fatal."""
     sessions = sessions_in_window(context.partition_time_window)
-    universe = symbols["symbol"].tolist()
-    wanted = _requested_symbols(config, universe)
     if not sessions:
         raise NoPricesFetchedError(f"no {context.partition_key_range} session in the calendar")
+    require_closed(sessions[-1], config.close_delay_minutes)
+    universe = symbols["symbol"].tolist()
+    wanted = _requested_symbols(config, universe)
     source = price_source.build()
-    context.log.info(
-        f"fetching {len(wanted)} symbols from {source.name}, {sessions[0]}..{sessions[-1]}"
+
+    # The stored bars just before the window (compared and judged against) and just after it.
+    overlap = sessions_before(sessions[0], OVERLAP_SESSIONS)
+    stored = _stored(io_manager, wanted, overlap[0] if overlap else None, sessions[0])
+    after = session_after(sessions[-1])
+    stored_after = (
+        _stored(io_manager, wanted, after, after + dt.timedelta(days=1)) if after else None
     )
-    result = source.fetch(wanted, sessions[0], sessions[-1])
-    prices = result.prices
-    on_calendar = prices["date"].isin(set(sessions))
-    off_calendar = int((~on_calendar).sum())  # e.g. CBOE-only ^VIX sessions
-    prices = prices[on_calendar]
-    duplicates = quality.find_duplicates(prices)
-    fetched_rows = len(prices)
-    prices = quality.drop_duplicates(prices)
-    if prices.empty:
+
+    start = overlap[0] if len(stored) else sessions[0]
+    context.log.info(f"fetching {len(wanted)} symbols from {source.name}, {start}..{sessions[-1]}")
+    result = source.fetch(wanted, start, sessions[-1])
+    fetched, dropped = _on_calendar(result.prices, set(overlap) | set(sessions))
+    duplicates = quality.find_duplicates(fetched)
+    fresh = quality.drop_duplicates(fetched)
+    if fresh[fresh["date"] >= sessions[0]].empty:
         raise NoPricesFetchedError(
             f"{source.name} returned no bars for {len(wanted)} symbols over {sessions[0]}..{sessions[-1]}; "
             f"failures: {_head(result.failed)}"
         )
+
+    changes = find_history_changes(stored, fresh[fresh["date"] < sessions[0]])
+    adjusted = changes.loc[changes["kind"] == ADJUSTMENT, "symbol"].tolist()
+    if adjusted:
+        context.log.warning(
+            f"history changed for {len(adjusted)} symbol(s) (split, dividend or re-adjusted "
+            f"source): re-fetching their whole history: {adjusted[:20]}"
+        )
+        fresh = _with_full_history(source, fresh, adjusted, sessions[-1])
+
+    judged, restated_from = _judge(fresh, stored, stored_after, adjusted, changes, sessions[0])
+    in_window = judged["date"] >= sessions[0]
+    restatement = Restatement(column="symbol", key_from=restated_from)
+    revisions = _revisions(restated_from, adjusted, changes, sessions[-1])
+    out = judged[in_window | judged["symbol"].isin(list(restated_from))].reset_index(drop=True)
+    window = judged[in_window]
+
     light = {
-        "rows": len(prices),
+        "rows": int(in_window.sum()),
         "source": source.name,
         "symbols_requested": len(wanted),
-        "symbols_fetched": int(prices["symbol"].nunique()),
+        "symbols_fetched": int(window["symbol"].nunique()),
         "sessions": len(sessions),
         "first_session": str(sessions[0]),
         "last_session": str(sessions[-1]),
         "failed_symbols_count": len(result.failed),
-        "rows_off_calendar_dropped": off_calendar,
-        "duplicate_rows_dropped": fetched_rows - len(prices),
+        "rows_off_calendar_dropped": dropped,
+        "duplicate_rows_dropped": len(fetched) - len(fresh),
+        "quarantined_rows": int(window[QUARANTINE_COLUMN].notna().sum()),
+        "symbols_restated": len(restated_from),
+        "symbols_readjusted": len(adjusted),
     }
-    heavy = {**frame_metadata(prices), "failed_symbols": dg.MetadataValue.json(result.failed)}
-    metadata, events = split_metadata(context, light, heavy)
-    yield dg.Output(prices, metadata=metadata)
+    heavy = {**frame_metadata(window), "failed_symbols": dg.MetadataValue.json(result.failed)}
+    metadata, events = split_metadata(context, light, heavy, dg.AssetKey("raw_prices"))
+    yield dg.Output(
+        out, output_name="raw_prices", metadata={**metadata, **restatement.to_metadata()}
+    )
+    yield dg.Output(revisions, output_name="price_revisions", metadata={"rows": len(revisions)})
     yield from events
-    yield from _check_results(prices, duplicates, result.failed, wanted, sessions)
+    yield from _check_results(
+        window, judged[~in_window], duplicates, result.failed, wanted, sessions, changes, config
+    )
 
 
 def _requested_symbols(config: RawPricesConfig, universe: list[str]) -> list[str]:
@@ -102,49 +182,171 @@ def _requested_symbols(config: RawPricesConfig, universe: list[str]) -> list[str
     return wanted
 
 
-def _check_results(prices, duplicates, failed, wanted, sessions):
-    violations = quality.find_ohlc_violations(prices)
-    bad_ticks = quality.find_bad_ticks(prices)
+def _stored(io_manager: TableStore, wanted, start, end) -> pd.DataFrame:
+    """Stored raw_prices rows of ``wanted`` with start <= date < end (none when start is None)."""
+    frame = (
+        io_manager.read_rows("raw_prices", symbols=wanted, start=start, end=end)
+        if start is not None
+        else pd.DataFrame()
+    )
+    # An empty store, or a table written before quarantine existed, lacks some columns.
+    frame = frame.reindex(columns=[*RAW_PRICE_COLUMNS, QUARANTINE_COLUMN])
+    return frame.astype({"symbol": object, "date": object, QUARANTINE_COLUMN: object})
+
+
+def _on_calendar(prices: pd.DataFrame, sessions: set[dt.date]) -> tuple[pd.DataFrame, int]:
+    keep = prices["date"].isin(sessions)  # e.g. CBOE-only ^VIX sessions are dropped
+    return prices[keep], int((~keep).sum())
+
+
+def _with_full_history(source: PriceSource, fresh, adjusted, last) -> pd.DataFrame:
+    history = source.fetch(adjusted, first_session(), last).prices
+    calendar = set(sessions_from_to(first_session(), last))
+    history = quality.drop_duplicates(history[history["date"].isin(calendar)])
+    return pd.concat(
+        [fresh[~fresh["symbol"].isin(adjusted)], history], ignore_index=True
+    ).sort_values(["symbol", "date"], ignore_index=True)
+
+
+def _judge(fresh, stored, stored_after, adjusted, changes, window_start):
+    """Quarantine verdicts for the fetched bars; and per symbol, the first stored date to restate.
+
+    Bars before the window keep their stored verdict, except each symbol's newest stored bar (its
+    next bar was unknown when it was judged) and bars whose values changed. The stored bar after
+    the window (a re-run of an old range) is judged with, never written.
+    """
+    keys = ["symbol", "date"]
+    stored_verdict = f"{QUARANTINE_COLUMN}_stored"
+    frame = fresh.merge(
+        stored[[*keys, QUARANTINE_COLUMN]].rename(columns={QUARANTINE_COLUMN: stored_verdict}),
+        on=keys,
+        how="left",
+        indicator="_in_store",
+    )
+    frame["_after"] = False
+    if stored_after is not None and len(stored_after):
+        extra = stored_after[~stored_after["symbol"].isin(adjusted)]
+        frame = pd.concat([frame, extra.assign(_after=True)], ignore_index=True)
+    frame[QUARANTINE_COLUMN] = frame[stored_verdict].where(
+        ~frame["_after"], frame.get(QUARANTINE_COLUMN)
+    )
+    day = pd.to_datetime(frame["date"])
+    start = pd.Timestamp(window_start)
+    newest_stored = pd.to_datetime(stored.groupby("symbol")["date"].max())
+    first_revised = pd.to_datetime(changes.set_index("symbol")["first_changed"])
+    before = (day < start) & ~frame["symbol"].isin(adjusted)
+    last_judged = frame["symbol"].map(newest_stored)
+    revised_from = frame["symbol"].map(first_revised)
+    final = (before & (day < last_judged) & ~(day >= revised_from)) | frame["_after"]
+    frame[QUARANTINE_COLUMN] = judge_bars(frame, final=final).astype("string")
+
+    # Restate a symbol from the first bar before the window whose values or verdict changed.
+    verdict_changed = (
+        before
+        & (frame["_in_store"] == "both")
+        & (frame[QUARANTINE_COLUMN].fillna("") != frame[stored_verdict].fillna(""))
+    )
+    starts = frame.loc[verdict_changed].groupby("symbol")["date"].min().to_dict()
+    for symbol, first in changes.set_index("symbol")["first_changed"].items():
+        starts[symbol] = min(first, starts.get(symbol, first))
+    for symbol in adjusted:
+        starts[symbol] = first_session()
+    keep = ~frame["_after"] & (
+        (day >= start) | (day >= pd.to_datetime(frame["symbol"].map(starts)))
+    )
+    judged = frame[keep].drop(columns=["_after", "_in_store", stored_verdict])
+    judged = judged.reset_index(drop=True)
+    return judged, starts
+
+
+def _revisions(restated_from, adjusted, changes, last_session) -> pd.DataFrame:
+    by_symbol = changes.set_index("symbol")
+    rows = []
+    for symbol, first in sorted(restated_from.items()):
+        known = symbol in by_symbol.index
+        rows.append(
+            {
+                "date": last_session,
+                "symbol": symbol,
+                "kind": by_symbol.at[symbol, "kind"] if known else VERDICT,
+                "restate_from": first,
+                "factor": float(by_symbol.at[symbol, "factor"]) if known else None,
+                "sessions_compared": int(by_symbol.at[symbol, "sessions_compared"]) if known else 0,
+            }
+        )
+    frame = pd.DataFrame(rows, columns=REVISION_COLUMNS)
+    return frame.astype(
+        {"symbol": "string", "kind": "string", "factor": "float64", "sessions_compared": "int64"}
+    )
+
+
+def _check_results(window, restated, duplicates, failed, wanted, sessions, changes, config):
+    judged = pd.concat([window, restated], ignore_index=True)
+    flagged = judged[judged[QUARANTINE_COLUMN].notna()]
+    ohlc = flagged[~flagged[QUARANTINE_COLUMN].isin(["bad_tick", "spike_unconfirmed"])]
+    ticks = flagged[flagged[QUARANTINE_COLUMN].isin(["bad_tick", "spike_unconfirmed"])]
+    shown = ["symbol", "date", "open", "high", "low", "close", "volume", QUARANTINE_COLUMN]
     missing = quality.find_missing_sessions(
-        prices, [s for s in wanted if s not in failed], sessions
+        window, [s for s in wanted if s not in failed], sessions
     )
+    warn = dg.AssetCheckSeverity.WARN
     yield _result(
-        checks.RAW_PRICES_NO_DUPLICATES, duplicates[["symbol", "date", "close"]], "duplicate_rows"
+        checks.RAW_PRICES_NO_DUPLICATES,
+        duplicates[["symbol", "date", "close"]],
+        "duplicate_rows",
+        warn,
     )
-    yield _result(
-        checks.RAW_PRICES_OHLC_CONSISTENT,
-        violations[["symbol", "date", "open", "high", "low", "close", "volume", "violation"]],
-        "violations",
-    )
-    yield _result(checks.RAW_PRICES_NO_BAD_TICKS, bad_ticks, "bad_ticks")
+    yield _result(checks.RAW_PRICES_OHLC_CONSISTENT, ohlc[shown], "quarantined_bars", warn)
+    yield _result(checks.RAW_PRICES_NO_BAD_TICKS, ticks[shown], "quarantined_bars", warn)
     yield _result(
         checks.RAW_PRICES_COMPLETE,
         missing,
         "missing_pairs",
-        severity=dg.AssetCheckSeverity.WARN,
+        warn,
         extra={
             "symbols_without_rows": dg.MetadataValue.json(
-                sorted(set(wanted) - set(prices["symbol"]) - set(failed))
+                sorted(set(wanted) - set(window["symbol"]) - set(failed))
             )
         },
     )
     failed_frame = pd.DataFrame({"symbol": list(failed), "reason": list(failed.values())})
-    yield _result(
-        checks.RAW_PRICES_ALL_FETCHED,
-        failed_frame,
-        "failed_symbols",
-        severity=dg.AssetCheckSeverity.WARN,
+    yield _result(checks.RAW_PRICES_ALL_FETCHED, failed_frame, "failed_symbols", warn)
+    yield _result(checks.RAW_PRICES_HISTORY_UNCHANGED, changes, "symbols_changed", warn)
+
+    in_window = window[window[QUARANTINE_COLUMN].notna()]
+    benchmark_bad = in_window[
+        in_window["symbol"].isin(BENCHMARK_SYMBOLS)
+        & ~((in_window["symbol"] == "^VIX") & close_is_usable(in_window[QUARANTINE_COLUMN]))
+    ]
+    limit = max(1.0, config.max_quarantined_share * len(window))
+    too_many = len(in_window) > limit
+    offending = benchmark_bad if not too_many else in_window
+    yield dg.AssetCheckResult(
+        check_name=checks.RAW_PRICES_QUARANTINE_LIMITS,
+        passed=benchmark_bad.empty and not too_many,
+        metadata={
+            "quarantined_in_window": len(in_window),
+            "limit": round(limit, 2),
+            "benchmark_bars_quarantined": len(benchmark_bad),
+            **_listed("offending", offending[shown]),
+        },
     )
 
 
-def _result(
-    name, offending: pd.DataFrame, label: str, severity=dg.AssetCheckSeverity.ERROR, extra=None
-):
-    metadata = {label: dg.MetadataValue.int(len(offending)), **(extra or {})}
-    if len(offending):
-        metadata[f"{label}_listed"] = dg.MetadataValue.md(
-            offending.head(MAX_LISTED).to_markdown(index=False)
-        )
+def _listed(label: str, offending: pd.DataFrame) -> dict:
+    if offending.empty:
+        return {}
+    return {
+        f"{label}_listed": dg.MetadataValue.md(offending.head(MAX_LISTED).to_markdown(index=False))
+    }
+
+
+def _result(name, offending: pd.DataFrame, label: str, severity, extra=None):
+    metadata = {
+        label: dg.MetadataValue.int(len(offending)),
+        **(extra or {}),
+        **_listed(label, offending),
+    }
     return dg.AssetCheckResult(
         check_name=name, passed=offending.empty, severity=severity, metadata=metadata
     )

@@ -177,9 +177,16 @@ def classify_environments(
 
 
 def compute_market_environment(
-    indicators: pd.DataFrame, params: EnvironmentParams = DEFAULT_ENVIRONMENT_PARAMS
+    indicators: pd.DataFrame,
+    params: EnvironmentParams = DEFAULT_ENVIRONMENT_PARAMS,
+    prior_closes: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
     """One row per session with the benchmark inputs, breadth, environment and its sizing.
+
+    ``prior_closes`` ({"SPY": n, "QQQ": m}): closes stored before the frame's first session. A
+    missing SMA is warm-up only while the closes so far (those plus the frame's) are fewer than its
+    window; on a warmed-up session it is a missing input. Without it, a one-session frame would
+    read every missing SMA as warm-up.
 
     Columns: ENVIRONMENT_COLUMNS. ``missing_inputs``/``warmup_inputs`` are '; '-joined names such as
     'SPY close' or 'QQQ sma_200' ('' when none). Empty input -> empty frame with those columns.
@@ -199,7 +206,8 @@ def compute_market_environment(
     for sym in (SPY, QQQ):
         prefix = sym.lower()
         rows = frame[frame["symbol"] == sym].sort_values("date").set_index("date")
-        closes_so_far = rows["close"].notna().cumsum().reindex(sessions).fillna(0)
+        prior = (prior_closes or {}).get(sym, 0)
+        closes_so_far = prior + rows["close"].notna().cumsum().reindex(sessions).ffill().fillna(0)
         close = rows["close"].reindex(sessions)
         out[f"{prefix}_close"] = close
         missing.append(pd.Series(np.where(close.isna(), f"{sym} close", ""), index=sessions))

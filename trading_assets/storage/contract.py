@@ -32,6 +32,12 @@ the half-open date interval ``[window.start.date(), window.end.date())`` in the 
 time zone. Trading-day windows run from one session to the next, so Friday's window ends on
 Monday; taking the window's own end date (not start + 1 day) keeps the two in step.
 
+Restatements: an output may also rewrite rows *before* its partition window, when the asset says
+so in the output's runtime metadata (``dg.Output(frame, metadata=Restatement(...).to_metadata())``,
+key ``restated_from``). This is how a re-adjusted price history (a split or dividend) or a bar
+re-judged by the next session's run replaces stored rows in the same transaction as the window.
+Only the rows the restatement names may lie before the window; rows after the window never may.
+
 Column types: see :func:`is_safe_cast` for when a new output may be written into a stored column.
 """
 
@@ -40,7 +46,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -53,6 +59,9 @@ REPLACE_KEYS = "replace_keys"
 UNIQUE_KEY = "unique_key"
 ALLOW_EMPTY = "allow_empty"
 DEFAULT_PARTITION_EXPR = "date"
+
+# Runtime metadata key of an output (dg.Output(metadata=...)) that restates rows before the window.
+RESTATED_FROM = "restated_from"
 
 # Metadata keys of an asset input (dg.AssetIn(metadata=...)).
 COLUMNS = "columns"
@@ -230,6 +239,84 @@ class DateBounds:
         return f"[{self.start.isoformat()}, {self.end.isoformat()})"
 
 
+@dataclass(frozen=True)
+class Restatement:
+    """Rows before the partition window that one output rewrites, in the same transaction.
+
+    ``all_from``: every row from this date up to the window is replaced (e.g. every symbol's
+    indicators from a re-judged session). ``key_from``: for each value of ``column`` (e.g. symbol
+    ``AAPL``), its rows from that date up to the window are replaced (e.g. a re-adjusted history);
+    with replace_keys, as in the window, only keys that appear in the output are touched. A row
+    before the window is accepted only when one of the two covers it.
+    """
+
+    all_from: dt.date | None = None
+    column: str | None = None
+    key_from: Mapping[str, dt.date] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return self.all_from is not None or bool(self.key_from)
+
+    def earliest(self) -> dt.date | None:
+        dates = [d for d in (self.all_from, *self.key_from.values()) if d is not None]
+        return min(dates) if dates else None
+
+    def to_metadata(self) -> dict[str, dg.MetadataValue]:
+        """The output metadata that carries it (empty when nothing is restated)."""
+        if not self:
+            return {}
+        value = {
+            "all_from": self.all_from.isoformat() if self.all_from else None,
+            "column": self.column,
+            "key_from": {k: d.isoformat() for k, d in sorted(self.key_from.items())},
+        }
+        return {RESTATED_FROM: dg.MetadataValue.json(value)}
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any] | None, *, origin: str) -> Restatement:
+        value = _raw((metadata or {}).get(RESTATED_FROM))
+        if value is None:
+            return cls()
+        try:
+            all_from = value.get("all_from")
+            key_from = {
+                str(k): dt.date.fromisoformat(v) for k, v in (value.get("key_from") or {}).items()
+            }
+            column = value.get("column")
+            restatement = cls(
+                all_from=dt.date.fromisoformat(all_from) if all_from else None,
+                column=validate_identifier(column, f"{origin}: restated column")
+                if key_from
+                else column,
+                key_from=key_from,
+            )
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise StorageMetadataError(
+                f"{origin}: output metadata {RESTATED_FROM!r} must be "
+                "{'all_from': date|None, 'column': name, 'key_from': {value: date}}, "
+                f"got {value!r} ({exc})"
+            ) from exc
+        return restatement
+
+    def lower_bounds(self, frame: pd.DataFrame, window_start: dt.date) -> pd.Series:
+        """Per row, the earliest date it may have: the window start unless a restatement covers it."""
+        low = pd.Series(pd.Timestamp(window_start), index=frame.index)
+        if self.all_from is not None:
+            low = low.clip(upper=pd.Timestamp(self.all_from))
+        if self.key_from:
+            if self.column not in frame.columns:
+                raise StorageMetadataError(
+                    f"restatement by column {self.column!r}, which the output does not have"
+                )
+            by_key = (
+                frame[self.column]
+                .astype(str)
+                .map({k: pd.Timestamp(d) for k, d in self.key_from.items()})
+            )
+            low = low.where(by_key.isna() | (by_key >= low), by_key)
+        return low
+
+
 def date_bounds_for_window(window: dg.TimeWindow) -> DateBounds:
     """Map a partition time window (or range of windows) to its session dates.
 
@@ -289,12 +376,22 @@ def midnight_timestamps(values: pd.Series, column: str, origin: str) -> pd.Serie
     return values
 
 
-def check_within_bounds(dates: pd.Series, bounds: DateBounds, column: str, origin: str) -> None:
-    """Raise PartitionBoundsError if a date (date objects or midnight datetime64) lies outside."""
+def check_within_bounds(
+    dates: pd.Series,
+    bounds: DateBounds,
+    column: str,
+    origin: str,
+    lower: pd.Series | None = None,
+) -> None:
+    """Raise PartitionBoundsError if a date (date objects or midnight datetime64) lies outside.
+
+    ``lower`` (per row, from :meth:`Restatement.lower_bounds`) lets restated rows lie before the window.
+    """
     if dates.empty:
         return
     stamps = dates if pd.api.types.is_datetime64_any_dtype(dates.dtype) else pd.to_datetime(dates)
-    outside = (stamps < pd.Timestamp(bounds.start)) | (stamps >= pd.Timestamp(bounds.end))
+    start = lower if lower is not None else pd.Timestamp(bounds.start)
+    outside = (stamps < start) | (stamps >= pd.Timestamp(bounds.end))
     if outside.any():
         bad = sorted(set(stamps[outside].dt.date))
         raise PartitionBoundsError(
@@ -310,6 +407,7 @@ def prepare_output_frame(
     *,
     bounds: DateBounds | None,
     origin: str,
+    restatement: Restatement | None = None,
 ) -> pd.DataFrame:
     """Validate an asset's output against the contract and return a normalised copy.
 
@@ -360,7 +458,8 @@ def prepare_output_frame(
     if date_column and date_column in frame.columns:
         frame[date_column] = midnight_timestamps(frame[date_column], date_column, origin)
         if bounds is not None:
-            check_within_bounds(frame[date_column], bounds, date_column, origin)
+            lower = restatement.lower_bounds(frame, bounds.start) if restatement else None
+            check_within_bounds(frame[date_column], bounds, date_column, origin, lower)
     for column in dict.fromkeys((*spec.replace_keys, *spec.unique_key)):
         if column in frame.columns and frame[column].isna().any():
             raise OutputFrameError(
@@ -396,6 +495,27 @@ def untyped_columns(table: pa.Table) -> list[str]:
 def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
     """A loaded table as pandas: DATE columns as ``datetime.date`` objects, as assets produce them."""
     return table.to_pandas(date_as_object=True)
+
+
+class TableStore(dg.ConfigurableIOManager):
+    """An IO manager whose tables assets may also read directly, for what a partition mapping cannot
+    say: a few symbols' whole history after a corporate action, the stored bars just before a
+    window that a check judges new bars against. Assets take it as ``io_manager:
+    dg.ResourceParam[TableStore]``."""
+
+    def read_rows(
+        self,
+        asset: str,
+        *,
+        columns: Sequence[str] | None = None,
+        symbols: Sequence[str] | None = None,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+    ) -> pd.DataFrame:
+        """Stored rows of ``asset``'s table with ``start <= date < end`` (either may be None) and,
+        if given, ``symbol`` in ``symbols``; ordered by the table's key. A table never written
+        gives an empty frame with ``columns``."""
+        raise NotImplementedError
 
 
 # --- Column type compatibility -------------------------------------------------------------------

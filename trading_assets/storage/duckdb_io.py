@@ -6,7 +6,8 @@ columns) and lets an empty frame wipe a partition. This one follows the storage 
 (:mod:`trading_assets.storage.contract`) and writes each output in ONE transaction:
 
     BEGIN; CREATE SCHEMA/TABLE IF NOT EXISTS; ALTER TABLE ADD COLUMN (new columns);
-    DELETE the partition window (or only its replace_keys rows); INSERT ... BY NAME;
+    DELETE the partition window (or only its replace_keys rows) and any restated rows before it;
+    INSERT ... BY NAME;
     unique_key check; COMMIT
 
 Any failure rolls the whole thing back, so the stored rows are exactly those of before.
@@ -14,6 +15,7 @@ Any failure rolls the whole thing back, so the stored rows are exactly those of 
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -34,8 +36,10 @@ from trading_assets.storage.contract import (
     MissingTableError,
     OutputFrameError,
     OutputSpec,
+    Restatement,
     SchemaMismatchError,
     StorageMetadataError,
+    TableStore,
     canonical_type,
     date_bounds_for_window,
     frame_from_arrow,
@@ -55,6 +59,8 @@ LOCK_ERROR_TEXT = "Could not set lock on file"
 MAX_LOCK_BACKOFF_SECONDS = 5.0
 # Name under which the output is registered with the connection for the INSERT.
 INCOMING_VIEW = "__trading_assets_incoming"
+# ... and the (key, first date) pairs of a per-key restatement.
+RESTATED_VIEW = "__trading_assets_restated"
 # How many duplicated keys a DuplicateKeyError quotes.
 DUPLICATES_IN_MESSAGE = 5
 
@@ -83,7 +89,7 @@ def _require_time_partitions(context: dg.OutputContext | dg.InputContext, origin
         )
 
 
-class DuckDBIOManager(dg.ConfigurableIOManager):
+class DuckDBIOManager(TableStore):
     """Stores each asset as a table in a local DuckDB file, replacing partitions atomically.
 
     Table: the asset key path joined by ``"__"``, in ``schema_name``. Asset metadata
@@ -194,7 +200,12 @@ class DuckDBIOManager(dg.ConfigurableIOManager):
         if context.has_asset_partitions:
             _require_time_partitions(context, origin)
             bounds = date_bounds_for_window(context.asset_partitions_time_window)
-        frame = prepare_output_frame(obj, spec, bounds=bounds, origin=origin)
+        restatement = Restatement.from_metadata(context.output_metadata, origin=origin)
+        if restatement and bounds is None:
+            raise StorageMetadataError(f"{origin}: only a partitioned output can restate rows")
+        frame = prepare_output_frame(
+            obj, spec, bounds=bounds, origin=origin, restatement=restatement
+        )
         date_column = spec.partition_expr if (bounds or spec.partition_expr_explicit) else None
         incoming = to_arrow(frame, date_column=date_column, origin=origin)
 
@@ -203,10 +214,14 @@ class DuckDBIOManager(dg.ConfigurableIOManager):
             # DuckDB cannot register a frame without columns; an (allowed) empty output may be one.
             if incoming.num_columns:
                 con.register(INCOMING_VIEW, incoming)
+            if restatement.key_from:
+                con.register(RESTATED_VIEW, _restated_keys(restatement))
             try:
                 con.execute("BEGIN TRANSACTION")
                 try:
-                    written = self._replace(con, table, incoming, spec, bounds, date_column, origin)
+                    written = self._replace(
+                        con, table, incoming, spec, bounds, date_column, origin, restatement
+                    )
                     con.execute("COMMIT")
                 except BaseException:
                     # If the transaction never began, ROLLBACK fails too; the first error is the
@@ -217,6 +232,8 @@ class DuckDBIOManager(dg.ConfigurableIOManager):
             finally:
                 if incoming.num_columns:
                     con.unregister(INCOMING_VIEW)
+                if restatement.key_from:
+                    con.unregister(RESTATED_VIEW)
 
         rows_deleted, columns, table_rows = written
         seconds = time.perf_counter() - started
@@ -224,8 +241,10 @@ class DuckDBIOManager(dg.ConfigurableIOManager):
         context.log.info(
             f"{origin}: wrote {incoming.num_rows} row(s) to {qualified}, replaced {rows_deleted}"
         )
+        restated = restatement.earliest()
         context.add_output_metadata(
             {
+                **({"restated_rows_from": str(restated)} if restated else {}),
                 "row_count": incoming.num_rows,
                 "rows_deleted": rows_deleted,
                 # open + one transaction (create, type checks, delete, insert, unique check, commit)
@@ -256,6 +275,7 @@ class DuckDBIOManager(dg.ConfigurableIOManager):
         bounds: DateBounds | None,
         date_column: str | None,
         origin: str,
+        restatement: Restatement,
     ) -> tuple[int, dict[str, str], int]:
         """Everything between BEGIN and COMMIT. Returns (rows deleted, columns, rows in table)."""
         qualified = self._qualified(table)
@@ -286,7 +306,7 @@ class DuckDBIOManager(dg.ConfigurableIOManager):
         stored = self._stored_columns(con, table) or {}
         stored_lower = {name.lower() for name in stored}
 
-        rows_deleted = self._delete(con, qualified, incoming, spec, bounds, origin)
+        rows_deleted = self._delete(con, qualified, incoming, spec, bounds, origin, restatement)
         # Untyped (all-null) output columns the table lacks are left out; the others go BY NAME,
         # so column order never matters and stored columns the output lacks become NULL.
         insert_columns = [
@@ -342,14 +362,25 @@ class DuckDBIOManager(dg.ConfigurableIOManager):
         spec: OutputSpec,
         bounds: DateBounds | None,
         origin: str,
+        restatement: Restatement,
     ) -> int:
-        """Delete the rows this output replaces; return how many."""
+        """Delete the rows this output replaces (the window, and restated rows before it)."""
         conditions: list[str] = []
         params: list[Any] = []
         if bounds is not None:
             column = quote_identifier(spec.partition_expr)
-            conditions.append(f"{column} >= ? AND {column} < ?")
-            params += [bounds.start, bounds.end]
+            # The window, reaching back to a restatement's first date for every row or per key.
+            start = min(bounds.start, restatement.all_from or bounds.start)
+            span = f"{column} >= ? AND {column} < ?"
+            params += [start, bounds.end]
+            if restatement.key_from:
+                key = quote_identifier(restatement.column or "")
+                span = (
+                    f"({span} OR EXISTS (SELECT 1 FROM {RESTATED_VIEW} AS r WHERE "
+                    f"r.key = CAST(t.{key} AS VARCHAR) AND t.{column} >= r.first AND t.{column} < ?))"
+                )
+                params.append(bounds.end)
+            conditions.append(span)
         if spec.replace_keys:
             if incoming.num_rows == 0:
                 return 0  # no replace-key value appears in an empty output: nothing is replaced
@@ -401,6 +432,55 @@ class DuckDBIOManager(dg.ConfigurableIOManager):
                 f"than once in {self._display(table)} (e.g. {shown}); the write was rolled "
                 "back and the stored rows are unchanged"
             )
+
+    # --- direct reads (TableStore) ----------------------------------------------------------------
+
+    def read_rows(
+        self,
+        asset: str,
+        *,
+        columns: Sequence[str] | None = None,
+        symbols: Sequence[str] | None = None,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+    ) -> pd.DataFrame:
+        table = table_name_for(asset.split("/"))
+        qualified, shown = self._qualified(table), self._display(table)
+        empty = pd.DataFrame(columns=list(columns or ()))
+        if not self._path().exists():
+            return empty
+        with self._connect(read_only=True) as con:
+            stored = self._stored_columns(con, table)
+            if stored is None:
+                return empty
+            by_lower = {name.lower(): name for name in stored}
+            wanted = list(columns or stored)
+            unknown = [c for c in wanted if c.lower() not in by_lower]
+            if unknown:
+                raise StorageMetadataError(f"read of {shown}: no column(s) {unknown}")
+            conditions: list[str] = []
+            params: list[Any] = []
+            if symbols is not None:
+                if not symbols:
+                    return empty
+                conditions.append("symbol IN (SELECT unnest(?))")
+                params.append(list(symbols))
+            if start is not None:
+                conditions.append("date >= ?")
+                params.append(start)
+            if end is not None:
+                conditions.append("date < ?")
+                params.append(end)
+            where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+            order = (
+                " ORDER BY "
+                + ", ".join(quote_identifier(c) for c in ("symbol", "date") if c in by_lower)
+                if ("date" in by_lower)
+                else ""
+            )
+            select = ", ".join(quote_identifier(c) for c in wanted)
+            loaded = con.execute(f"SELECT {select} FROM {qualified}{where}{order}", params)
+            return frame_from_arrow(loaded.to_arrow_table())
 
     # --- input -----------------------------------------------------------------------------------
 
@@ -481,3 +561,14 @@ class DuckDBIOManager(dg.ConfigurableIOManager):
             f"{origin}: table {shown} does not exist yet; materialise the upstream asset "
             "first, or set metadata {'allow_missing': True} on the input if it may be absent"
         )
+
+
+def _restated_keys(restatement: Restatement) -> pa.Table:
+    """The per-key restatement as a two-column table the DELETE joins: key (text), first (DATE)."""
+    keys = sorted(restatement.key_from)
+    return pa.table(
+        {
+            "key": pa.array(keys, pa.string()),
+            "first": pa.array([restatement.key_from[k] for k in keys], pa.date32()),
+        }
+    )
