@@ -56,14 +56,11 @@ class Progress:
     """What the console shows of a run, collected from Dagster's log records as they arrive."""
 
     out: TextIO
-    rows: dict[str, int] = field(
-        default_factory=dict
-    )  # step -> rows written (IO manager row_count)
-    partitions: dict[str, int] = field(default_factory=dict)  # step -> materialised partitions
+    # step -> asset -> [rows written (the IO manager's row_count), materialised partitions]
+    assets: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     steps: dict[str, str] = field(default_factory=dict)  # step -> SUCCESS / FAILURE
-    checks: list[tuple[str, str, bool, str]] = field(
-        default_factory=list
-    )  # asset, check, passed, severity
+    # (asset, check, passed, severity)
+    checks: list[tuple[str, str, bool, str]] = field(default_factory=list)
     warnings: int = 0
 
     def say(self, text: str) -> None:
@@ -84,22 +81,28 @@ class Progress:
             return
         kind = event.event_type
         if kind == DagsterEventType.ASSET_MATERIALIZATION:
-            if event.partition is not None:
-                self.partitions[step] = self.partitions.get(step, 0) + 1
-            if step not in self.rows:
-                md = event.step_materialization_data.materialization.metadata
-                value = md.get("row_count") or md.get("rows")
-                if value is not None:
-                    self.rows[step] = int(value.value)
+            materialization = event.step_materialization_data.materialization
+            stats = self.assets.setdefault(step, {}).setdefault(
+                materialization.asset_key.to_user_string(), [-1, 0]
+            )
+            stats[1] += event.partition is not None
+            value = materialization.metadata.get("row_count") or materialization.metadata.get(
+                "rows"
+            )
+            if stats[0] < 0 and value is not None:
+                stats[0] = int(value.value)
         elif kind == DagsterEventType.STEP_START:
             self.say(f"  {step:<20} running ...")
         elif kind == DagsterEventType.STEP_SUCCESS:
             self.steps[step] = "SUCCESS"
-            seconds = event.event_specific_data.duration_ms / 1000
-            rows = f"{self.rows[step]:>10,} rows" if step in self.rows else f"{'':>15}"
-            parts = self.partitions.get(step, 0)
-            where = f"{parts:,} partition{'s' if parts != 1 else ''}" if parts else "unpartitioned"
-            self.say(f"  {step:<20} ok      {rows}  {where:<17} {seconds:7.1f} s")
+            seconds = f"{event.event_specific_data.duration_ms / 1000:7.1f} s"
+            for asset, (rows, parts) in (self.assets.get(step) or {step: [-1, 0]}).items():
+                rows_text = f"{rows:>10,} rows" if rows >= 0 else f"{'':>15}"
+                where = (
+                    f"{parts:,} partition{'s' if parts != 1 else ''}" if parts else "unpartitioned"
+                )
+                self.say(f"  {asset:<20} ok      {rows_text}  {where:<17} {seconds}".rstrip())
+                seconds = ""  # the step's time once, on its first asset
         elif kind == DagsterEventType.STEP_FAILURE:
             self.steps[step] = "FAILURE"
             error = event.step_failure_data.error
@@ -161,7 +164,12 @@ def run_range(select: str, start: str, end: str, out: TextIO = sys.stdout) -> in
 
     started = time.perf_counter()
     repo = defs.get_repository_def()
-    keys = dg.AssetSelection.from_coercible(select.split(",")).resolve(repo.asset_graph)
+    keys = (
+        # a multi-asset that cannot be subset (raw_prices with price_revisions) comes whole
+        dg.AssetSelection.from_coercible(select.split(","))
+        .required_multi_asset_neighbors()
+        .resolve(repo.asset_graph)
+    )
     job = repo.get_implicit_job_def_for_assets(keys)
     if job is None:
         raise SystemExit("the selected assets do not share one partitions definition")
