@@ -5,7 +5,12 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from trading_assets.core.adjustments import ADJUSTMENT, REVISION, find_history_changes, restatement_plan
+from trading_assets.core.adjustments import (
+    ADJUSTMENT,
+    REVISION,
+    find_history_changes,
+    restatement_plan,
+)
 from trading_assets_tests.conftest import shared_prices
 
 
@@ -59,10 +64,13 @@ def test_nan_volumes_on_both_sides_are_equal_and_empty_inputs_are_no_change():
 
 def test_restatement_plan_separates_adjusted_symbols_from_revised_sessions():
     d = dt.date
-    revisions = pd.DataFrame({
-        "symbol": ["AAPL", "MSFT", "KO"], "kind": [ADJUSTMENT, REVISION, "verdict"],
-        "restate_from": [d(2000, 1, 3), d(2024, 3, 27), d(2024, 3, 26)],
-    })
+    revisions = pd.DataFrame(
+        {
+            "symbol": ["AAPL", "MSFT", "KO"],
+            "kind": [ADJUSTMENT, REVISION, "verdict"],
+            "restate_from": [d(2000, 1, 3), d(2024, 3, 27), d(2024, 3, 26)],
+        }
+    )
     assert restatement_plan(revisions, d(2024, 3, 28)) == (["AAPL"], d(2024, 3, 26))
     assert restatement_plan(revisions.iloc[:0], d(2024, 3, 28)) == ([], None)
     assert restatement_plan(None, d(2024, 3, 28)) == ([], None)

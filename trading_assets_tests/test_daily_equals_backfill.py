@@ -42,9 +42,14 @@ TABLES = {
 
 def materialize(db, source: dict, start: str, end: str | None = None, config=None, selection=None):
     end = end or start
-    tags = {} if start == end else {
-        "dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end,
-    }
+    tags = (
+        {}
+        if start == end
+        else {
+            "dagster/asset_partition_range_start": start,
+            "dagster/asset_partition_range_end": end,
+        }
+    )
     result = dg.materialize(
         ALL,
         selection=selection,
@@ -66,13 +71,17 @@ def materialize(db, source: dict, start: str, end: str | None = None, config=Non
 def stored(db, table: str) -> pd.DataFrame:
     with duckdb.connect(str(db), read_only=True) as con:
         frame = con.execute(f"SELECT * FROM main.{table}").df()
-    return frame.drop(columns=["fetched_at"], errors="ignore").sort_values(TABLES[table], ignore_index=True)
+    return frame.drop(columns=["fetched_at"], errors="ignore").sort_values(
+        TABLES[table], ignore_index=True
+    )
 
 
 def assert_tables_equal(daily_db, backfill_db, tables=TABLES):
     for table in tables:
         a, b = stored(daily_db, table), stored(backfill_db, table)
-        assert len(a) == len(b), f"{table}: {len(a)} rows after daily runs, {len(b)} after the backfill"
+        assert len(a) == len(b), (
+            f"{table}: {len(a)} rows after daily runs, {len(b)} after the backfill"
+        )
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=0, atol=1e-9, obj=table)
 
 
@@ -103,7 +112,9 @@ def real_prices():
     return shared_prices(TICKERS, FIRST, AFTER)
 
 
-def before_event(frame: pd.DataFrame, symbol: str, price_factor: float, volume_factor: float) -> pd.DataFrame:
+def before_event(
+    frame: pd.DataFrame, symbol: str, price_factor: float, volume_factor: float
+) -> pd.DataFrame:
     """The history as it was served before the event: bars before EVENT not yet adjusted for it."""
     out = frame.copy()
     hit = (out.symbol == symbol) & (out.date < dt.date.fromisoformat(EVENT))
@@ -186,9 +197,11 @@ def test_a_x5_print_on_the_newest_session_is_excluded_and_judged_by_the_next_run
     assert materialize(daily, src, AFTER).success
     assert materialize(backfill, src, FIRST, AFTER).success
     assert_tables_equal(daily, backfill)
-    verdict = stored(daily, "raw_prices").set_index(["symbol", "date"]).loc[
-        ("NVDA", pd.Timestamp(EVENT)), "quarantine"
-    ]
+    verdict = (
+        stored(daily, "raw_prices")
+        .set_index(["symbol", "date"])
+        .loc[("NVDA", pd.Timestamp(EVENT)), "quarantine"]
+    )
     assert pd.isna(verdict) if holds else verdict == "bad_tick"
 
 
@@ -198,7 +211,9 @@ def test_rerunning_a_range_with_changed_volumes_carries_obv_from_before_the_rang
     late = changed.date >= dt.date(2024, 3, 1)
     changed.loc[late, "volume"] = changed.loc[late, "volume"] * 1.5 + 1_000
     db, backfill = tmp_path / "rerun.duckdb", tmp_path / "backfill.duckdb"
-    assert materialize(db, {"kind": "files", "path": write_parquet(tmp_path / "a.parquet", real)}, FIRST, AFTER).success
+    assert materialize(
+        db, {"kind": "files", "path": write_parquet(tmp_path / "a.parquet", real)}, FIRST, AFTER
+    ).success
     src = {"kind": "files", "path": write_parquet(tmp_path / "b.parquet", changed)}
     # the volumes inside the re-run range changed: a revision of bars, not a re-adjusted history
     assert materialize(db, src, "2024-03-01", AFTER).success
@@ -211,7 +226,9 @@ def test_a_one_session_environment_run_with_a_missing_spy_sma_fails_its_blocking
     src = {"kind": "files", "path": write_parquet(tmp_path / "p.parquet", real_prices())}
     assert materialize(db, src, FIRST, AFTER).success
     with duckdb.connect(str(db)) as con:
-        con.execute(f"UPDATE indicators SET sma_50 = NULL WHERE symbol = 'SPY' AND date = DATE '{AFTER}'")
+        con.execute(
+            f"UPDATE indicators SET sma_50 = NULL WHERE symbol = 'SPY' AND date = DATE '{AFTER}'"
+        )
     result = materialize(db, src, AFTER, selection=[market_environment])
     assert not result.success
     (check,) = result.get_asset_check_evaluations()
@@ -263,7 +280,10 @@ def test_real_bad_bars_are_quarantined_and_indicators_around_them_equal_talib_wi
             "price_source": PriceSourceResource(**src),
             "universe": UniverseResource(spec="HUBB", price_source_kind="files"),
         },
-        tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
+        tags={
+            "dagster/asset_partition_range_start": start,
+            "dagster/asset_partition_range_end": end,
+        },
         instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
     )
@@ -273,7 +293,10 @@ def test_real_bad_bars_are_quarantined_and_indicators_around_them_equal_talib_wi
     assert all(d in listed for d in bad_dates)
     ours = stored(db, "indicators").query("symbol == @symbol").reset_index(drop=True)
     flagged = ours.date.dt.strftime("%Y-%m-%d").isin(bad_dates)
-    assert ours.loc[flagged, "quarantine"].notna().all() and ours.loc[~flagged, "quarantine"].isna().all()
+    assert (
+        ours.loc[flagged, "quarantine"].notna().all()
+        and ours.loc[~flagged, "quarantine"].isna().all()
+    )
     assert ours.loc[flagged, ["sma_20", "atr_14", "rsi_14"]].isna().all().all()
     if symbol == "^VIX":  # a bad open leaves the close usable: the environment still gets it
         assert ours.loc[flagged, "close"].notna().all()

@@ -28,6 +28,7 @@ from trading_assets.storage.contract import (
     OutputFrameError,
     OutputSpec,
     PartitionBoundsError,
+    Restatement,
     SchemaMismatchError,
     StorageMetadataError,
     date_bounds_for_window,
@@ -730,3 +731,106 @@ def test_non_dataframe_and_named_index_outputs_are_rejected(io):
     indexed = price_asset(lambda c: price_rows(["2024-01-10"], version=1.0).set_index("symbol"))
     with pytest.raises(OutputFrameError, match="reset_index"):
         run(indexed, io, key="2024-01-10")
+
+
+# --- restatements: rows before the window, named by the output ----------------------------------
+
+
+def restating_asset(rows: Callable[[dg.AssetExecutionContext], pd.DataFrame], restatement):
+    """An asset whose output names a restatement (a Restatement, or raw metadata for bad input)."""
+
+    @dg.asset(
+        name=PRICES,
+        partitions_def=SESSIONS,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        metadata=PRICE_METADATA,
+    )
+    def _asset(context: dg.AssetExecutionContext):
+        meta = restatement.to_metadata() if isinstance(restatement, Restatement) else restatement
+        return dg.Output(rows(context), metadata=meta)
+
+    return _asset
+
+
+def test_a_per_key_restatement_replaces_that_key_from_its_date_and_nothing_else(
+    io, db_path, seeded
+):
+    # AAA's history from 01-09 was re-adjusted (one row fewer: the source dropped 01-11).
+    history = ["2024-01-09", "2024-01-10", "2024-01-12", "2024-01-16"]
+    produce = lambda c: pd.concat(  # noqa: E731
+        [
+            price_rows(history, version=500.0, symbols=("AAA",)),
+            price_rows(["2024-01-16"], version=500.0, symbols=("BBB",)),
+        ]
+    )
+    restated = Restatement(column="symbol", key_from={"AAA": day("2024-01-09")})
+    run(restating_asset(produce, restated), io, key="2024-01-16")
+    after = stored(db_path)
+    aaa = after[
+        (after.symbol == "AAA") & (after.date >= "2024-01-09") & (after.date <= "2024-01-16")
+    ]
+    assert aaa.date.dt.strftime("%Y-%m-%d").tolist() == history and (aaa.close >= 500).all()
+    untouched = ((after.symbol == "AAA") & (after.date < "2024-01-09")) | (
+        (after.symbol == "BBB") & (after.date != "2024-01-16")
+    )
+    expected = ((seeded.symbol == "AAA") & (seeded.date < "2024-01-09")) | (
+        (seeded.symbol == "BBB") & (seeded.date != "2024-01-16")
+    )
+    pd.testing.assert_frame_equal(
+        after[untouched].reset_index(drop=True), seeded[expected].reset_index(drop=True)
+    )
+    assert not after.duplicated(["symbol", "date"]).any()
+
+
+def test_an_all_rows_restatement_moves_the_window_start(io, db_path, seeded):
+    produce = lambda c: price_rows(["2024-01-12", "2024-01-16"], version=700.0)  # noqa: E731
+    run(restating_asset(produce, Restatement(all_from=day("2024-01-12"))), io, key="2024-01-16")
+    after = stored(db_path)
+    assert (after.loc[after.date.between("2024-01-12", "2024-01-16"), "close"] >= 700).all()
+    assert (after.loc[after.date < "2024-01-12", "close"] < 700).all()
+
+
+def test_rows_before_the_window_not_named_by_the_restatement_are_rejected(io, db_path, seeded):
+    # BBB rows before the window, but only AAA is restated: nothing is written.
+    produce = lambda c: price_rows(["2024-01-12", "2024-01-16"], version=900.0)  # noqa: E731
+    restated = Restatement(column="symbol", key_from={"AAA": day("2024-01-12")})
+    with pytest.raises(PartitionBoundsError, match="2024-01-12"):
+        run(restating_asset(produce, restated), io, key="2024-01-16")
+    pd.testing.assert_frame_equal(stored(db_path), seeded)
+
+
+def test_malformed_restatement_metadata_is_a_named_error_and_nothing_written(io, db_path, seeded):
+    produce = lambda c: price_rows(["2024-01-16"], version=900.0)  # noqa: E731
+    bad = {"restated_from": dg.MetadataValue.json({"all_from": "not a date"})}
+    with pytest.raises(StorageMetadataError, match="restated_from"):
+        run(restating_asset(produce, bad), io, key="2024-01-16")
+    pd.testing.assert_frame_equal(stored(db_path), seeded)
+
+
+def test_a_failed_restating_write_keeps_every_previous_row(db_path, seeded):
+    failing = FailAfterDelete(database=str(db_path))
+    produce = lambda c: price_rows(["2024-01-09", "2024-01-10"], version=100.0)  # noqa: E731
+    with pytest.raises(RuntimeError, match="injected failure"):
+        run(
+            restating_asset(produce, Restatement(all_from=day("2024-01-09"))),
+            failing,
+            key="2024-01-10",
+        )
+    pd.testing.assert_frame_equal(stored(db_path), seeded)
+
+
+def test_read_rows_filters_symbols_and_dates_and_tolerates_a_missing_table(io, db_path, seeded):
+    got = io.read_rows(
+        PRICES,
+        columns=["symbol", "date", "close"],
+        symbols=["BBB"],
+        start=day("2024-01-10"),
+        end=day("2024-01-12"),
+    )
+    assert got.symbol.unique().tolist() == ["BBB"]
+    assert [d.isoformat() for d in got.date] == ["2024-01-10", "2024-01-11"]
+    assert io.read_rows(PRICES, symbols=[]).empty
+    missing = io.read_rows("never_written", columns=["symbol", "date"])
+    assert missing.empty and list(missing.columns) == ["symbol", "date"]
+    with pytest.raises(StorageMetadataError, match="no column"):
+        io.read_rows(PRICES, columns=["nope"])

@@ -26,15 +26,28 @@ def closes(series: dict[str, list[float]]) -> pd.DataFrame:
 
 def verdicts(frame: pd.DataFrame) -> dict[tuple[str, int], str]:
     q = judge_bars(frame)
-    return {(s, D.index(d)): r for s, d, r in zip(frame.symbol, frame.date, q, strict=True) if pd.notna(r)}
+    return {
+        (s, D.index(d)): r
+        for s, d, r in zip(frame.symbol, frame.date, q, strict=True)
+        if pd.notna(r)
+    }
 
 
 def test_spike_that_reverts_is_a_bad_tick_a_move_that_holds_is_not():
-    frame = closes({
-        "SPIKE": [10, 10, 55, 10.5, 10], "DROP": [10, 10, 1.9, 10, 10],
-        "REAL": [10, 10, 55, 56, 57], "EDGE": [10, 10, 10, 10, 60], "CALM": [10, 11, 12, 11, 10],
-    })
-    assert verdicts(frame) == {("SPIKE", 2): BAD_TICK, ("DROP", 2): BAD_TICK, ("EDGE", 4): SPIKE_UNCONFIRMED}
+    frame = closes(
+        {
+            "SPIKE": [10, 10, 55, 10.5, 10],
+            "DROP": [10, 10, 1.9, 10, 10],
+            "REAL": [10, 10, 55, 56, 57],
+            "EDGE": [10, 10, 10, 10, 60],
+            "CALM": [10, 11, 12, 11, 10],
+        }
+    )
+    assert verdicts(frame) == {
+        ("SPIKE", 2): BAD_TICK,
+        ("DROP", 2): BAD_TICK,
+        ("EDGE", 4): SPIKE_UNCONFIRMED,
+    }
 
 
 def test_the_bar_after_a_bad_tick_is_judged_against_the_last_clean_close():
@@ -83,7 +96,9 @@ def test_daily_judgement_equals_the_backfill_judgement(seed):
     frame = closes(series)
     whole = judge_bars(frame)
     whole.index = pd.MultiIndex.from_frame(frame[["symbol", "date"]])
-    pd.testing.assert_series_equal(incremental(frame).sort_index(), whole.sort_index(), check_names=False)
+    pd.testing.assert_series_equal(
+        incremental(frame).sort_index(), whole.sort_index(), check_names=False
+    )
     assert whole.notna().any()  # the planted spikes were found
 
 
@@ -92,9 +107,14 @@ def test_real_shared_history_quarantines_exactly_the_five_known_bars():
     q = judge_bars(real)
     bad = real[q.notna()]
     assert set(zip(bad.symbol, bad.date.astype(str), strict=True)) == {
-        ("^VIX", "2002-09-11"), ("^VIX", "2004-10-26"), ("^VIX", "2004-11-08"), ("^VIX", "2006-02-08"),
+        ("^VIX", "2002-09-11"),
+        ("^VIX", "2004-10-26"),
+        ("^VIX", "2004-11-08"),
+        ("^VIX", "2006-02-08"),
         ("HUBB", "2021-05-05"),
     }
     # ^VIX's faults are its opens: the close still feeds the market environment.
     assert close_is_usable(q[bad.index][bad.symbol == "^VIX"]).all()
-    assert not close_is_usable(pd.Series([BAD_TICK, "close>high", SPIKE_UNCONFIRMED, "price<=0"])).any()
+    assert not close_is_usable(
+        pd.Series([BAD_TICK, "close>high", SPIKE_UNCONFIRMED, "price<=0"])
+    ).any()
