@@ -6,6 +6,7 @@ import datetime as dt
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -23,8 +24,18 @@ def range_tags(start: str, end: str) -> dict[str, str]:
     return {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
 
 
-def run(db, *, universe=None, kind="sample", path=None, start=RANGE[0], end=RANGE[1], config=None, instance=None,
-        selection=None):
+def run(
+    db,
+    *,
+    universe=None,
+    kind="sample",
+    path=None,
+    start=RANGE[0],
+    end=RANGE[1],
+    config=None,
+    instance=None,
+    selection=None,
+):
     return dg.materialize(
         [symbols, raw_prices],
         selection=selection,
@@ -62,15 +73,25 @@ def test_sample_range_is_stored_once_per_symbol_session_and_rerun_is_identical(t
     first = run(db, universe="AAPL,MSFT")
     assert first.success
     stored = table(db)
-    sessions = ["2024-03-25", "2024-03-26", "2024-03-27", "2024-03-28", "2024-04-01", "2024-04-02",
-                "2024-04-03", "2024-04-04", "2024-04-05"]
+    sessions = [
+        "2024-03-25",
+        "2024-03-26",
+        "2024-03-27",
+        "2024-03-28",
+        "2024-04-01",
+        "2024-04-02",
+        "2024-04-03",
+        "2024-04-04",
+        "2024-04-05",
+    ]
     assert sorted(stored.symbol.unique()) == ["AAPL", "MSFT", "QQQ", "SPY", "^VIX"]
     assert sorted(stored.date.astype(str).unique()) == sessions  # no Good Friday, no weekend
     assert len(stored) == 5 * len(sessions)
     assert table(db, "SELECT typeof(date) t FROM raw_prices LIMIT 1").t[0] == "DATE"
     real = shared_prices(["AAPL"], RANGE[0], RANGE[1])
     pd.testing.assert_series_equal(
-        stored.loc[stored.symbol == "AAPL", "close"].reset_index(drop=True), real["close"].reset_index(drop=True)
+        stored.loc[stored.symbol == "AAPL", "close"].reset_index(drop=True),
+        real["close"].reset_index(drop=True),
     )
     assert all(check_results(first).values()), check_results(first)
     again = run(db, universe="AAPL,MSFT")
@@ -118,7 +139,9 @@ def write_prices(path, frame):
 
 def bad_data(tmp_path):
     real = shared_prices(["AAPL", "MSFT", "SPY", "QQQ", "^VIX"], RANGE[0], RANGE[1])
-    real = real[~((real.symbol == "MSFT") & (real.date.astype(str) == "2024-04-03"))]  # one missing session
+    real = real[
+        ~((real.symbol == "MSFT") & (real.date.astype(str) == "2024-04-03"))
+    ]  # one missing session
     i = real.index[(real.symbol == "AAPL") & (real.date.astype(str) == "2024-04-02")][0]
     real.loc[i, ["open", "high", "low", "close"]] *= 6  # a bad tick that reverts the next day
     j = real.index[(real.symbol == "MSFT") & (real.date.astype(str) == "2024-03-26")][0]
@@ -132,8 +155,13 @@ def bad_data(tmp_path):
 
 def test_bad_bars_are_quarantined_listed_as_warnings_and_the_run_goes_on(tmp_path):
     path = bad_data(tmp_path)
-    result = run(tmp_path / "t.duckdb", universe="AAPL,MSFT", kind="files", path=path,
-                 config={"max_quarantined_share": 0.1})
+    result = run(
+        tmp_path / "t.duckdb",
+        universe="AAPL,MSFT",
+        kind="files",
+        path=path,
+        config={"max_quarantined_share": 0.1},
+    )
     assert result.success
     verdicts = check_results(result)
     assert verdicts == {
@@ -146,15 +174,21 @@ def test_bad_bars_are_quarantined_listed_as_warnings_and_the_run_goes_on(tmp_pat
         checks.RAW_PRICES_QUARANTINE_LIMITS: True,  # 2 of 45 bars, under the 10 % set here
     }
     evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    for name in (checks.RAW_PRICES_NO_DUPLICATES, checks.RAW_PRICES_OHLC_CONSISTENT,
-                 checks.RAW_PRICES_NO_BAD_TICKS, checks.RAW_PRICES_COMPLETE):
+    for name in (
+        checks.RAW_PRICES_NO_DUPLICATES,
+        checks.RAW_PRICES_OHLC_CONSISTENT,
+        checks.RAW_PRICES_NO_BAD_TICKS,
+        checks.RAW_PRICES_COMPLETE,
+    ):
         assert evals[name].severity == dg.AssetCheckSeverity.WARN
     assert "2024-04-03" in evals[checks.RAW_PRICES_COMPLETE].metadata["missing_pairs_listed"].value
     assert "AAPL" in evals[checks.RAW_PRICES_NO_BAD_TICKS].metadata["quarantined_bars_listed"].value
     stored = table(tmp_path / "t.duckdb")
     assert not stored.duplicated(["symbol", "date"]).any()  # the duplicate never reaches the table
     bad = stored[stored.quarantine.notna()]
-    flagged = dict(zip(zip(bad.symbol, bad.date.astype(str), strict=True), bad.quarantine, strict=True))
+    flagged = dict(
+        zip(zip(bad.symbol, bad.date.astype(str), strict=True), bad.quarantine, strict=True)
+    )
     assert flagged[("AAPL", "2024-04-02")] == "bad_tick"
     assert "low>high" in flagged[("MSFT", "2024-03-26")]
     assert len(flagged) == 2
@@ -177,7 +211,9 @@ def test_a_quarantined_benchmark_bar_fails_the_blocking_check(tmp_path):
     i = real.index[(real.symbol == "SPY") & (real.date.astype(str) == "2024-03-27")][0]
     real.loc[i, "high"] = real.loc[i, "low"] * 0.5
     write_prices(tmp_path / "p.parquet", real)
-    result = run(tmp_path / "t.duckdb", universe="AAPL,MSFT", kind="files", path=str(tmp_path / "p.parquet"))
+    result = run(
+        tmp_path / "t.duckdb", universe="AAPL,MSFT", kind="files", path=str(tmp_path / "p.parquet")
+    )
     evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert not evals[checks.RAW_PRICES_QUARANTINE_LIMITS].passed
     assert "SPY" in evals[checks.RAW_PRICES_QUARANTINE_LIMITS].metadata["offending_listed"].value
@@ -187,7 +223,9 @@ def test_failed_symbol_keeps_its_stored_rows(tmp_path):
     db = tmp_path / "t.duckdb"
     assert run(db, universe="AAPL,MSFT").success
     before = table(db)
-    real = shared_prices(["AAPL", "SPY", "QQQ", "^VIX"], RANGE[0], RANGE[1])  # MSFT now missing at the source
+    real = shared_prices(
+        ["AAPL", "SPY", "QQQ", "^VIX"], RANGE[0], RANGE[1]
+    )  # MSFT now missing at the source
     write_prices(tmp_path / "p.parquet", real)
     result = run(db, universe="AAPL,MSFT", kind="files", path=str(tmp_path / "p.parquet"))
     assert result.success
@@ -204,7 +242,9 @@ def test_nothing_fetched_is_a_named_error_and_stored_rows_survive(tmp_path):
     db = tmp_path / "t.duckdb"
     assert run(db, universe="AAPL,MSFT").success
     before = table(db)
-    elsewhere = shared_prices(["AAPL", "MSFT"], "2023-01-03", "2023-01-31")  # valid file, no row in range
+    elsewhere = shared_prices(
+        ["AAPL", "MSFT"], "2023-01-03", "2023-01-31"
+    )  # valid file, no row in range
     write_prices(tmp_path / "p.parquet", elsewhere)
     result = run(db, universe="AAPL,MSFT", kind="files", path=str(tmp_path / "p.parquet"))
     assert not result.success
@@ -221,9 +261,11 @@ def test_single_partition_key_run(tmp_path):
     db = tmp_path / "t.duckdb"
     result = dg.materialize(
         [symbols, raw_prices],
-        resources={"io_manager": DuckDBIOManager(database=str(db)),
-                   "price_source": PriceSourceResource(kind="sample"),
-                   "universe": UniverseResource(spec="AAPL")},
+        resources={
+            "io_manager": DuckDBIOManager(database=str(db)),
+            "price_source": PriceSourceResource(kind="sample"),
+            "universe": UniverseResource(spec="AAPL"),
+        },
         partition_key="2024-03-28",
         instance=dg.DagsterInstance.ephemeral(),
     )
@@ -233,7 +275,9 @@ def test_single_partition_key_run(tmp_path):
 
 @pytest.mark.parametrize("weekend", ["2024-03-30", "2024-03-29"])
 def test_no_partition_on_closed_days(weekend):
-    assert weekend not in raw_prices.partitions_def.get_partition_keys(current_time=dt.datetime(2024, 4, 10))
+    assert weekend not in raw_prices.partitions_def.get_partition_keys(
+        current_time=dt.datetime(2024, 4, 10)
+    )
 
 
 def test_yahoo_source_through_the_asset_with_a_failing_symbol(tmp_path):
@@ -242,12 +286,17 @@ def test_yahoo_source_through_the_asset_with_a_failing_symbol(tmp_path):
 
     served = shared_prices(["AAPL", "MSFT", "SPY", "QQQ", "^VIX"], "2024-03-01", "2024-04-30")
     db = tmp_path / "t.duckdb"
-    with isolated_yfinance_cache(str(tmp_path / "yf")), serve_yahoo(served, faults={"MSFT": Fault.server_error()}) as server:
+    with (
+        isolated_yfinance_cache(str(tmp_path / "yf")),
+        serve_yahoo(served, faults={"MSFT": Fault.server_error()}) as server,
+    ):
         result = dg.materialize(
             [symbols, raw_prices],
             resources={
                 "io_manager": DuckDBIOManager(database=str(db)),
-                "price_source": PriceSourceResource(kind="yahoo", yahoo_base_url=server.base_url, max_retries=1),
+                "price_source": PriceSourceResource(
+                    kind="yahoo", yahoo_base_url=server.base_url, max_retries=1
+                ),
                 "universe": UniverseResource(spec="AAPL,MSFT", price_source_kind="yahoo"),
             },
             tags=range_tags(*RANGE),
@@ -256,7 +305,10 @@ def test_yahoo_source_through_the_asset_with_a_failing_symbol(tmp_path):
         )
     assert result.success
     verdicts = check_results(result)
-    assert verdicts[checks.RAW_PRICES_ALL_FETCHED] is False and verdicts[checks.RAW_PRICES_OHLC_CONSISTENT]
+    assert (
+        verdicts[checks.RAW_PRICES_ALL_FETCHED] is False
+        and verdicts[checks.RAW_PRICES_OHLC_CONSISTENT]
+    )
     stored = table(db)
     assert sorted(stored.symbol.unique()) == ["AAPL", "QQQ", "SPY", "^VIX"]
     assert set(stored.source) == {"yahoo"}
@@ -264,3 +316,37 @@ def test_yahoo_source_through_the_asset_with_a_failing_symbol(tmp_path):
     real = shared_prices(["AAPL"], RANGE[0], RANGE[1]).reset_index(drop=True)
     assert len(aapl) == len(real) == 9
     pd.testing.assert_series_equal(aapl["close"], real["close"], check_exact=False, rtol=1e-9)
+
+
+def test_restating_history_without_price_revisions_selected_fails_and_writes_nothing(tmp_path):
+    """`--select raw_prices` alone works, except when the run would restate stored history: then the
+    downstream assets could not learn about it, so it stops with a named error."""
+    from trading_assets.assets.prices import RevisionsNotSelectedError
+
+    db = tmp_path / "t.duckdb"
+    real = shared_prices(["AAPL", "MSFT", "SPY", "QQQ", "^VIX"], "2024-03-01", RANGE[1])
+    write_prices(tmp_path / "a.parquet", real)
+    only_prices = dg.AssetSelection.assets("symbols", "raw_prices")
+    files = {"kind": "files", "universe": "AAPL,MSFT"}
+    assert run(
+        db,
+        **files,
+        path=str(tmp_path / "a.parquet"),
+        start="2024-03-01",
+        end=RANGE[0],
+        selection=only_prices,
+    ).success
+    before = table(db)
+    split = real.copy()
+    split.loc[split.symbol == "AAPL", ["open", "high", "low", "close"]] /= 4
+    write_prices(tmp_path / "b.parquet", split)
+    result = run(db, **files, path=str(tmp_path / "b.parquet"), selection=only_prices)
+    assert not result.success
+    err = step_error(result)
+    assert err.cls_name == RevisionsNotSelectedError.__name__ and "AAPL (adjustment)" in err.message
+    pd.testing.assert_frame_equal(table(db), before)
+    # with price_revisions selected the same run restates AAPL's history
+    assert run(db, **files, path=str(tmp_path / "b.parquet")).success
+    aapl = table(db).query("symbol == 'AAPL'")
+    real_aapl = real[real.symbol == "AAPL"].reset_index(drop=True)
+    np.testing.assert_allclose(aapl.close.to_numpy(), real_aapl.close.to_numpy() / 4)

@@ -45,6 +45,11 @@ class UnknownSymbolsError(ValueError):
     """A re-fetch asked for symbols that are not in the universe."""
 
 
+class RevisionsNotSelectedError(RuntimeError):
+    """raw_prices restated stored history but price_revisions, which tells downstream assets to
+    recompute it, was not selected; nothing was written."""
+
+
 class RawPricesConfig(dg.Config):
     symbols: list[str] | None = None
     """Re-fetch only these universe symbols; their stored rows in the range are replaced, others kept."""
@@ -57,6 +62,7 @@ class RawPricesConfig(dg.Config):
 @dg.multi_asset(
     outs={
         "raw_prices": dg.AssetOut(
+            is_required=False,
             group_name="market",
             kinds={"pandas", "duckdb"},
             description="Daily bars per (symbol, session) as the source delivered them, with a "
@@ -68,6 +74,7 @@ class RawPricesConfig(dg.Config):
             },
         ),
         "price_revisions": dg.AssetOut(
+            is_required=False,
             group_name="market",
             kinds={"pandas", "duckdb"},
             description="Per run (dated by its last session), the symbols whose stored history it "
@@ -85,6 +92,8 @@ class RawPricesConfig(dg.Config):
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool="duckdb",
     check_specs=checks.raw_prices_check_specs(),
+    # `--select raw_prices` works; price_revisions is required only when a run restates history.
+    can_subset=True,
 )
 def raw_prices(
     context: dg.AssetExecutionContext,
@@ -140,6 +149,7 @@ def raw_prices(
     in_window = judged["date"] >= sessions[0]
     restatement = Restatement(column="symbol", key_from=restated_from)
     revisions = _revisions(restated_from, adjusted, changes, sessions[-1])
+    _require_revisions_selected(context, revisions)
     out = judged[in_window | judged["symbol"].isin(list(restated_from))].reset_index(drop=True)
     window = judged[in_window]
 
@@ -163,11 +173,15 @@ def raw_prices(
     yield dg.Output(
         out, output_name="raw_prices", metadata={**metadata, **restatement.to_metadata()}
     )
-    yield dg.Output(revisions, output_name="price_revisions", metadata={"rows": len(revisions)})
+    if "price_revisions" in context.selected_output_names:
+        yield dg.Output(revisions, output_name="price_revisions", metadata={"rows": len(revisions)})
     yield from events
-    yield from _check_results(
+    selected_checks = {key.name for key in context.selected_asset_check_keys}
+    for check in _check_results(
         window, judged[~in_window], duplicates, result.failed, wanted, sessions, changes, config
-    )
+    ):
+        if check.check_name in selected_checks:
+            yield check
 
 
 def _requested_symbols(config: RawPricesConfig, universe: list[str]) -> list[str]:
@@ -180,6 +194,21 @@ def _requested_symbols(config: RawPricesConfig, universe: list[str]) -> list[str
             f"not in the universe (materialise `symbols` first or fix the list): {unknown}"
         )
     return wanted
+
+
+def _require_revisions_selected(context: dg.AssetExecutionContext, revisions) -> None:
+    selected = context.selected_output_names
+    if "raw_prices" not in selected:
+        raise RevisionsNotSelectedError(
+            "price_revisions is written by raw_prices: select raw_prices too"
+        )
+    if "price_revisions" not in selected and len(revisions):
+        shown = ", ".join(f"{r.symbol} ({r.kind})" for r in revisions.head(10).itertuples())
+        raise RevisionsNotSelectedError(
+            f"this run restates stored history of {len(revisions)} symbol(s): {shown}. Select "
+            "price_revisions with raw_prices (e.g. --select raw_prices,price_revisions, or the "
+            "ingest_job) so that the downstream assets recompute what changed; nothing was written"
+        )
 
 
 def _stored(io_manager: TableStore, wanted, start, end) -> pd.DataFrame:
