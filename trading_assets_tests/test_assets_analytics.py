@@ -215,3 +215,19 @@ def test_missing_vix_fails_the_blocking_check_and_stops_the_watchlist(tmp_path):
     assert (
         "market_environment" in materialized and "watchlist" not in materialized
     )  # blocked downstream
+
+
+def test_first_ever_run_of_one_session_stores_a_typed_environment_and_explains_the_screen(tmp_path):
+    """A fresh store, one session: every environment input is still warming up, so the session is
+    unclassified; the column must still be created (typed text) for the watchlist to read it, and
+    the watchlist's metadata shows why each stock passed or not."""
+    db = tmp_path / "fresh.duckdb"
+    result = materialize(db, ALL, "2024-06-03")
+    assert result.success
+    env = query(db, "SELECT environment, typeof(environment) t FROM market_environment")
+    assert env.environment.isna().all() and env.t.tolist() == ["VARCHAR"]
+    (event,) = [
+        m for m in result.get_asset_materialization_events() if m.asset_key.path == ["watchlist"]
+    ]
+    table = event.materialization.metadata["criteria_last_session"].value
+    assert "crit_rs_rating" in table and "2024-06-03" in table

@@ -12,7 +12,15 @@ from trading_assets.assets.common import DAILY, params, window_sessions
 from trading_assets.assets.metadata import frame_metadata, split_metadata
 from trading_assets.core.adjustments import restatement_plan
 from trading_assets.core.fundamentals import snapshot_summary
-from trading_assets.core.screen import DEFAULT_SCREEN_PARAMS, screen_watchlist
+from trading_assets.core.screen import (
+    CRITERIA,
+    DEFAULT_SCREEN_PARAMS,
+    FAIL,
+    PASS,
+    UNKNOWN,
+    evaluate_criteria,
+    screen_watchlist,
+)
 from trading_assets.core.sizing import DEFAULT_SIZING_PARAMS
 from trading_assets.market_hours import first_session
 from trading_assets.resources import FundamentalsResource
@@ -130,12 +138,28 @@ def watchlist(
             if len(out)
             else "empty"
         ),
+        "criteria_last_session": dg.MetadataValue.md(
+            _criteria_breakdown(indicators, fundamentals, screen)
+        ),
     }
     light["recomputed_from"] = str(start) if start < sessions[0] else ""
     metadata, events = split_metadata(context, light, heavy)
     restatement = Restatement(all_from=start if start < sessions[0] else None)
     yield dg.Output(out, metadata={**metadata, **restatement.to_metadata()})
     yield from events
+
+
+def _criteria_breakdown(indicators: pd.DataFrame, fundamentals: pd.DataFrame, screen) -> str:
+    """For the last session, how many stocks pass, fail or are unknown on each criterion: why the
+    watchlist is as long as it is."""
+    if indicators.empty:
+        return "no session"
+    last = indicators[indicators["date"] == indicators["date"].max()]
+    judged = evaluate_criteria(last, fundamentals, screen)
+    table = pd.DataFrame(
+        {c: judged[c].value_counts().reindex([PASS, FAIL, UNKNOWN], fill_value=0) for c in CRITERIA}
+    ).T
+    return f"session {last['date'].iloc[0]}, {len(judged)} stocks\n\n" + table.to_markdown()
 
 
 def _restated_from(revisions: pd.DataFrame | None, window_start: dt.date) -> dt.date:

@@ -92,7 +92,10 @@ def market_environment(
     light["recomputed_from"] = str(start) if start < sessions[0] else ""
     metadata, events = split_metadata(context, light, heavy)
     restatement = Restatement(all_from=start if start < sessions[0] else None)
-    yield dg.Output(env, metadata={**metadata, **restatement.to_metadata()})
+    # Stored as typed text even when every session is unclassified (an all-null object column has
+    # no type, and the table would be created without it).
+    typed = env.astype({c: "string" for c in ("environment", "missing_inputs", "warmup_inputs")})
+    yield dg.Output(typed, metadata={**metadata, **restatement.to_metadata()})
     yield from events
     yield dg.AssetCheckResult(
         check_name=checks.ENVIRONMENT_INPUTS_PRESENT,
