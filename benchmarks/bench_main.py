@@ -253,6 +253,11 @@ def main() -> None:
     res["load_end"] = round(os.getloadavg()[0], 2)
 
     stored = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
+    previous = stored.get(args.label, {})
+    if (
+        "full" in previous and "full" not in res
+    ):  # a run without --full keeps the label's last full figures
+        res["full"] = {**previous["full"], "note": f"measured {previous.get('date')}, earlier run"}
     stored[args.label] = res
     text = "\n".join(doc_section(stored))
     print(text)
@@ -308,8 +313,8 @@ run's database and the index.
 | ... one planned row per asset check instead of one per partition | sample history: 412 MB -> 84 MB (6 assets, before `price_revisions` existed); the check's row is completed instead of staying PLANNED | yes |
 | ... the asset's own row written once per (asset, event type) of a batch, not per event | 2024 range: 48 s -> 28 s | yes |
 | ... `executemany` per database (ids via RETURNING) instead of one statement per event | sample run: 34 s -> 14 s | yes |
-| in-process executor in `trading-assets main` (no Python process and definitions load per step) | one-session run: 69 s -> 13 s (loaded machine), most of it process starts | yes |
-| quiet logger + summary | console: 6,829 lines -> 24 | yes |
+| in-process executor in `trading-assets main` (no Python process and definitions load per step) | one-session run 29.6 s (before) -> 7.0 s (after, at 0852b24; 17.2 s at fbe410d, whose raw_prices also reads stored history): most of the 29.6 s were process starts | yes |
+| quiet logger + summary | console: 6,830 lines -> 27 | yes |
 | range materialisations without column schema / light numbers (pointer only) | 2024 range: 23 MB -> 15 MB of history; sample ~2% (SQLite then stores one 2-3 KB event per 4 KB page) | yes |
 | `DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true` (the old wrapper's setting) | one planned event per asset: would save the 9,888 planned events (~15 MB, ~2 s) but a failed range's partitions show as missing, not failed (tested) | no |
 | smaller partitions definition (holiday exclusions as cron strings) | only matters through the per-partition check rows, now gone: 6 copies x 27 KB x 2 files remain. Cron strings have no year, so observed/one-off closures stay dates: at best ~3x smaller | not needed |
