@@ -350,3 +350,33 @@ def test_restating_history_without_price_revisions_selected_fails_and_writes_not
     aapl = table(db).query("symbol == 'AAPL'")
     real_aapl = real[real.symbol == "AAPL"].reset_index(drop=True)
     np.testing.assert_allclose(aapl.close.to_numpy(), real_aapl.close.to_numpy() / 4)
+
+
+class HistoryFailsFor:
+    """A price source (the PriceSource protocol) over real rows whose whole-history requests fail
+    for some symbols, as a network error during the re-fetch after a split would."""
+
+    name = "flaky"
+
+    def __init__(self, prices, failing):
+        self.prices, self.failing = prices, set(failing)
+
+    def fetch(self, symbols, start, end):
+        from trading_assets.sources.base import FetchResult
+
+        rows = self.prices[self.prices.symbol.isin(symbols) & self.prices.date.between(start, end)]
+        failed = {s: "HTTP 500" for s in symbols if s in self.failing}
+        return FetchResult(rows[~rows.symbol.isin(failed)].reset_index(drop=True), failed)
+
+
+def test_a_failed_history_refetch_drops_that_symbol_for_the_run_and_says_why():
+    from trading_assets.assets.prices import _with_full_history
+
+    real = shared_prices(["AAPL", "MSFT"], "2024-03-01", RANGE[1])
+    fresh = real[real.date >= dt.date(2024, 3, 20)]
+    merged, lost = _with_full_history(
+        HistoryFailsFor(real, ["AAPL"]), fresh, ["AAPL", "MSFT"], dt.date(2024, 4, 5)
+    )
+    assert set(merged.symbol) == {"MSFT"}  # AAPL: nothing written rather than a mix of two scales
+    assert merged.date.min() == dt.date(2024, 3, 1)  # MSFT's whole (served) history
+    assert lost == {"AAPL": "history changed, but re-fetching it failed: HTTP 500"}

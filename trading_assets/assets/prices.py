@@ -127,13 +127,14 @@ def raw_prices(
     start = overlap[0] if len(stored) else sessions[0]
     context.log.info(f"fetching {len(wanted)} symbols from {source.name}, {start}..{sessions[-1]}")
     result = source.fetch(wanted, start, sessions[-1])
+    failed = dict(result.failed)
     fetched, dropped = _on_calendar(result.prices, set(overlap) | set(sessions))
     duplicates = quality.find_duplicates(fetched)
     fresh = quality.drop_duplicates(fetched)
     if fresh[fresh["date"] >= sessions[0]].empty:
         raise NoPricesFetchedError(
             f"{source.name} returned no bars for {len(wanted)} symbols over {sessions[0]}..{sessions[-1]}; "
-            f"failures: {_head(result.failed)}"
+            f"failures: {_head(failed)}"
         )
 
     changes = find_history_changes(stored, fresh[fresh["date"] < sessions[0]])
@@ -143,7 +144,12 @@ def raw_prices(
             f"history changed for {len(adjusted)} symbol(s) (split, dividend or re-adjusted "
             f"source): re-fetching their whole history: {adjusted[:20]}"
         )
-        fresh = _with_full_history(source, fresh, adjusted, sessions[-1])
+        fresh, lost = _with_full_history(source, fresh, adjusted, sessions[-1])
+        # A symbol whose history changed but could not be fetched again keeps its stored rows and
+        # is written nothing this run (a new bar on an old adjustment would mix two scales).
+        failed.update(lost)
+        adjusted = [s for s in adjusted if s not in lost]
+        changes = changes[~changes["symbol"].isin(list(lost))]
 
     judged, restated_from = _judge(fresh, stored, stored_after, adjusted, changes, sessions[0])
     in_window = judged["date"] >= sessions[0]
@@ -161,14 +167,14 @@ def raw_prices(
         "sessions": len(sessions),
         "first_session": str(sessions[0]),
         "last_session": str(sessions[-1]),
-        "failed_symbols_count": len(result.failed),
+        "failed_symbols_count": len(failed),
         "rows_off_calendar_dropped": dropped,
         "duplicate_rows_dropped": len(fetched) - len(fresh),
         "quarantined_rows": int(window[QUARANTINE_COLUMN].notna().sum()),
         "symbols_restated": len(restated_from),
         "symbols_readjusted": len(adjusted),
     }
-    heavy = {**frame_metadata(window), "failed_symbols": dg.MetadataValue.json(result.failed)}
+    heavy = {**frame_metadata(window), "failed_symbols": dg.MetadataValue.json(failed)}
     metadata, events = split_metadata(context, light, heavy, dg.AssetKey("raw_prices"))
     yield dg.Output(
         out, output_name="raw_prices", metadata={**metadata, **restatement.to_metadata()}
@@ -178,7 +184,7 @@ def raw_prices(
     yield from events
     selected_checks = {key.name for key in context.selected_asset_check_keys}
     for check in _check_results(
-        window, judged[~in_window], duplicates, result.failed, wanted, sessions, changes, config
+        window, judged[~in_window], duplicates, failed, wanted, sessions, changes, config
     ):
         if check.check_name in selected_checks:
             yield check
@@ -228,13 +234,19 @@ def _on_calendar(prices: pd.DataFrame, sessions: set[dt.date]) -> tuple[pd.DataF
     return prices[keep], int((~keep).sum())
 
 
-def _with_full_history(source: PriceSource, fresh, adjusted, last) -> pd.DataFrame:
-    history = source.fetch(adjusted, first_session(), last).prices
+def _with_full_history(source: PriceSource, fresh, adjusted, last):
+    """``fresh`` with the re-adjusted symbols' rows replaced by their whole history, and the symbols
+    whose history could not be fetched (dropped from ``fresh``) with the reason."""
+    result = source.fetch(adjusted, first_session(), last)
     calendar = set(sessions_from_to(first_session(), last))
-    history = quality.drop_duplicates(history[history["date"].isin(calendar)])
-    return pd.concat(
-        [fresh[~fresh["symbol"].isin(adjusted)], history], ignore_index=True
-    ).sort_values(["symbol", "date"], ignore_index=True)
+    history = quality.drop_duplicates(result.prices[result.prices["date"].isin(calendar)])
+    lost = {
+        s: f"history changed, but re-fetching it failed: {result.failed.get(s, 'no rows')}"
+        for s in adjusted
+        if s not in set(history["symbol"])
+    }
+    merged = pd.concat([fresh[~fresh["symbol"].isin(adjusted)], history], ignore_index=True)
+    return merged.sort_values(["symbol", "date"], ignore_index=True), lost
 
 
 def _judge(fresh, stored, stored_after, adjusted, changes, window_start):
