@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from trading_assets.storage import duckdb_io
+from trading_assets.storage.column_types import is_safe_cast
 from trading_assets.storage.contract import (
     DatabaseLockedError,
     DateBounds,
@@ -32,11 +33,11 @@ from trading_assets.storage.contract import (
     SchemaMismatchError,
     StorageMetadataError,
     date_bounds_for_window,
-    is_safe_cast,
-    midnight_timestamps,
     table_name_for,
 )
-from trading_assets.storage.duckdb_io import MAX_LOCK_BACKOFF_SECONDS, DuckDBIOManager
+from trading_assets.storage.duckdb_connection import MAX_LOCK_BACKOFF_SECONDS
+from trading_assets.storage.duckdb_io import DuckDBIOManager
+from trading_assets.storage.output_frames import midnight_timestamps
 
 # Weekday sessions 2024-01-08 .. 2024-01-22 in the exchange's zone, with Martin Luther King Day
 # (Monday 2024-01-15) excluded, as a trading calendar would: Friday 01-12's window ends on 01-15.

@@ -3,7 +3,8 @@
 Why not dagster-duckdb's IO manager: measured, it deletes then inserts without a transaction (a
 failed insert loses the partition), inserts by column position (a reordered frame scrambles
 columns) and lets an empty frame wipe a partition. This one follows the storage contract
-(:mod:`trading_assets.storage.contract`) and writes each output in ONE transaction:
+(:mod:`trading_assets.storage.contract`) and writes each output in ONE transaction
+(:mod:`trading_assets.storage.duckdb_write`):
 
     BEGIN; CREATE SCHEMA/TABLE IF NOT EXISTS; ALTER TABLE ADD COLUMN (new columns);
     DELETE the partition window (or only its replace_keys rows) and any restated rows before it;
@@ -25,44 +26,35 @@ from typing import Any
 import dagster as dg
 import duckdb
 import pandas as pd
-import pyarrow as pa
 from pydantic import Field
 
 from trading_assets.storage.contract import (
-    DatabaseLockedError,
     DateBounds,
-    DuplicateKeyError,
     InputSpec,
     MissingTableError,
-    OutputFrameError,
     OutputSpec,
     Restatement,
-    SchemaMismatchError,
     StorageMetadataError,
     TableStore,
-    canonical_type,
     date_bounds_for_window,
-    frame_from_arrow,
-    is_safe_cast,
-    prepare_output_frame,
     quote_identifier,
     table_name_for,
-    to_arrow,
-    untyped_columns,
-    validate_identifier,
 )
-
-# DuckDB's message when another process holds the file (duckdb 1.x: 'IO Error: Could not set lock
-# on file "...": Conflicting lock is held in ...').
-LOCK_ERROR_TEXT = "Could not set lock on file"
-# No single wait between lock retries exceeds this, however many retries are configured.
-MAX_LOCK_BACKOFF_SECONDS = 5.0
-# Name under which the output is registered with the connection for the INSERT.
-INCOMING_VIEW = "__trading_assets_incoming"
-# ... and the (key, first date) pairs of a per-key restatement.
-RESTATED_VIEW = "__trading_assets_restated"
-# How many duplicated keys a DuplicateKeyError quotes.
-DUPLICATES_IN_MESSAGE = 5
+from trading_assets.storage.duckdb_connection import (
+    connect_with_retries,
+    display_name,
+    open_duckdb,
+    qualified_name,
+    stored_columns,
+)
+from trading_assets.storage.duckdb_write import (
+    INCOMING_VIEW,
+    RESTATED_VIEW,
+    check_unique,
+    replace_rows,
+    restated_keys,
+)
+from trading_assets.storage.output_frames import frame_from_arrow, prepare_output_frame, to_arrow
 
 
 def _sleep(seconds: float) -> None:
@@ -128,65 +120,29 @@ class DuckDBIOManager(TableStore):
         """Open the file, retrying while another process holds its lock; always closes it."""
         if self.lock_retries < 0 or self.lock_retry_base_seconds < 0:
             raise StorageMetadataError("lock_retries and lock_retry_base_seconds must be >= 0")
-        path = self._path()
-        if not read_only:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        waited = 0.0
-        for attempt in range(self.lock_retries + 1):
-            try:
-                con = self._open(path, read_only=read_only)
-                break
-            except duckdb.IOException as exc:
-                if LOCK_ERROR_TEXT not in str(exc):
-                    raise
-                if attempt == self.lock_retries:
-                    raise DatabaseLockedError(
-                        f"DuckDB file {path} is locked by another process (DuckDB allows one "
-                        f"writing process per file); gave up after {attempt + 1} attempt(s) over "
-                        f"{waited:.1f}s. Close the other process (a notebook, the DuckDB CLI, a "
-                        "run outside the 'duckdb' concurrency pool) or raise lock_retries. "
-                        f"DuckDB said: {exc}"
-                    ) from exc
-                delay = min(self.lock_retry_base_seconds * 2**attempt, MAX_LOCK_BACKOFF_SECONDS)
-                _sleep(delay)
-                waited += delay
-        try:
+        with connect_with_retries(
+            self._path(),
+            read_only=read_only,
+            retries=self.lock_retries,
+            base_seconds=self.lock_retry_base_seconds,
+            open_file=self._open,
+            sleep=_sleep,  # looked up here, at call time, so a test can replace it
+        ) as con:
             yield con
-        finally:
-            con.close()
 
-    @staticmethod
-    def _open(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
-        if not read_only:
-            return duckdb.connect(str(path))
-        try:
-            # Read-only lets several reading processes share the file.
-            return duckdb.connect(str(path), read_only=True)
-        except duckdb.ConnectionException:
-            # This process already has the file open read-write (DuckDB shares one instance per
-            # file per process and refuses a second configuration): join that instance instead.
-            return duckdb.connect(str(path))
+    # Opens the file once; a class attribute, looked up per call (a test simulates a held lock).
+    _open = staticmethod(open_duckdb)
 
     # --- catalog helpers -------------------------------------------------------------------------
 
     def _qualified(self, table: str) -> str:
-        """The table as SQL: quoted schema and table."""
-        schema = validate_identifier(self.schema_name, "schema_name")
-        return f"{quote_identifier(schema)}.{quote_identifier(table)}"
+        return qualified_name(self.schema_name, table)
 
     def _display(self, table: str) -> str:
-        """The table as people read it, in messages and metadata: ``main.raw_prices``."""
-        return f"{self.schema_name}.{table}"
+        return display_name(self.schema_name, table)
 
     def _stored_columns(self, con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str] | None:
-        """The table's columns {name: type} in order, or None if the table does not exist."""
-        rows = con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE lower(table_schema) = lower(?) AND lower(table_name) = lower(?) "
-            "ORDER BY ordinal_position",
-            [self.schema_name, table],
-        ).fetchall()
-        return {name: data_type for name, data_type in rows} or None
+        return stored_columns(con, self.schema_name, table)
 
     # --- output ----------------------------------------------------------------------------------
 
@@ -215,12 +171,21 @@ class DuckDBIOManager(TableStore):
             if incoming.num_columns:
                 con.register(INCOMING_VIEW, incoming)
             if restatement.key_from:
-                con.register(RESTATED_VIEW, _restated_keys(restatement))
+                con.register(RESTATED_VIEW, restated_keys(restatement))
             try:
                 con.execute("BEGIN TRANSACTION")
                 try:
-                    written = self._replace(
-                        con, table, incoming, spec, bounds, date_column, origin, restatement
+                    written = replace_rows(
+                        con,
+                        self.schema_name,
+                        table,
+                        incoming,
+                        spec,
+                        bounds,
+                        date_column,
+                        origin,
+                        restatement,
+                        check_unique=self._check_unique,
                     )
                     con.execute("COMMIT")
                 except BaseException:
@@ -266,172 +231,10 @@ class DuckDBIOManager(TableStore):
             }
         )
 
-    def _replace(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        table: str,
-        incoming: pa.Table,
-        spec: OutputSpec,
-        bounds: DateBounds | None,
-        date_column: str | None,
-        origin: str,
-        restatement: Restatement,
-    ) -> tuple[int, dict[str, str], int]:
-        """Everything between BEGIN and COMMIT. Returns (rows deleted, columns, rows in table)."""
-        qualified = self._qualified(table)
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(self.schema_name)}")
-        untyped = set(untyped_columns(incoming))
-        described = (
-            con.execute(f"DESCRIBE SELECT * FROM {INCOMING_VIEW}").fetchall()
-            if incoming.num_columns
-            else []
-        )
-        incoming_types = {name: t for name, t, *_ in described if name not in untyped}
-        stored = self._stored_columns(con, table)
-        if stored is None:
-            if not incoming_types:
-                if incoming.num_rows:
-                    raise OutputFrameError(
-                        f"{origin}: no output column holds a typed value (all are None), so "
-                        f"{self._display(table)} cannot be created from it"
-                    )
-                return 0, {}, 0  # an empty output without typed columns: nothing to create
-            definition = ", ".join(
-                f"{quote_identifier(name)} {canonical_type(t)}"
-                for name, t in incoming_types.items()
-            )
-            con.execute(f"CREATE TABLE {qualified} ({definition})")
-        else:
-            self._evolve(con, table, stored, incoming_types, date_column)
-        stored = self._stored_columns(con, table) or {}
-        stored_lower = {name.lower() for name in stored}
-
-        rows_deleted = self._delete(con, qualified, incoming, spec, bounds, origin, restatement)
-        # Untyped (all-null) output columns the table lacks are left out; the others go BY NAME,
-        # so column order never matters and stored columns the output lacks become NULL.
-        insert_columns = [
-            name
-            for name in incoming.column_names
-            if name not in untyped or name.lower() in stored_lower
-        ]
-        if incoming.num_rows and insert_columns:
-            select = ", ".join(quote_identifier(c) for c in insert_columns)
-            con.execute(f"INSERT INTO {qualified} BY NAME SELECT {select} FROM {INCOMING_VIEW}")
-        self._check_unique(con, table, qualified, incoming, spec, origin)
-        (table_rows,) = con.execute(f"SELECT count(*) FROM {qualified}").fetchone()
-        return rows_deleted, stored, table_rows
-
-    def _evolve(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        table: str,
-        stored: dict[str, str],
-        incoming_types: dict[str, str],
-        date_column: str | None,
-    ) -> None:
-        """Check every output column against the stored one; add the new ones (nullable)."""
-        qualified = self._qualified(table)
-        by_lower = {name.lower(): name for name in stored}
-        if date_column and date_column.lower() in by_lower:
-            stored_type = stored[by_lower[date_column.lower()]]
-            if canonical_type(stored_type) != "DATE":
-                raise SchemaMismatchError(
-                    self._display(table),
-                    date_column,
-                    stored_type,
-                    "DATE",
-                    " (the partition column must be DATE)",
-                )
-        for name, new_type in incoming_types.items():
-            existing = by_lower.get(name.lower())
-            if existing is None:
-                con.execute(
-                    f"ALTER TABLE {qualified} ADD COLUMN {quote_identifier(name)} "
-                    f"{canonical_type(new_type)}"
-                )
-            elif not is_safe_cast(new_type, stored[existing]):
-                raise SchemaMismatchError(
-                    self._display(table), existing, stored[existing], new_type
-                )
-
-    def _delete(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        qualified: str,
-        incoming: pa.Table,
-        spec: OutputSpec,
-        bounds: DateBounds | None,
-        origin: str,
-        restatement: Restatement,
-    ) -> int:
-        """Delete the rows this output replaces (the window, and restated rows before it)."""
-        conditions: list[str] = []
-        params: list[Any] = []
-        if bounds is not None:
-            column = quote_identifier(spec.partition_expr)
-            # The window, reaching back to a restatement's first date for every row or per key.
-            start = min(bounds.start, restatement.all_from or bounds.start)
-            span = f"{column} >= ? AND {column} < ?"
-            params += [start, bounds.end]
-            if restatement.key_from:
-                key = quote_identifier(restatement.column or "")
-                span = (
-                    f"({span} OR EXISTS (SELECT 1 FROM {RESTATED_VIEW} AS r WHERE "
-                    f"r.key = CAST(t.{key} AS VARCHAR) AND t.{column} >= r.first AND t.{column} < ?))"
-                )
-                params.append(bounds.end)
-            conditions.append(span)
-        if spec.replace_keys:
-            if incoming.num_rows == 0:
-                return 0  # no replace-key value appears in an empty output: nothing is replaced
-            match = " AND ".join(
-                f"i.{quote_identifier(k)} = t.{quote_identifier(k)}" for k in spec.replace_keys
-            )
-            conditions.append(f"EXISTS (SELECT 1 FROM {INCOMING_VIEW} AS i WHERE {match})")
-        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        try:
-            (deleted,) = con.execute(f"DELETE FROM {qualified} AS t{where}", params).fetchone()
-        except duckdb.BinderException as exc:
-            raise StorageMetadataError(
-                f"{origin}: cannot select the rows to replace in {qualified} (does the table have "
-                f"the partition_expr/replace_keys columns?): {exc}"
-            ) from exc
-        return int(deleted)
-
-    def _check_unique(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        table: str,
-        qualified: str,
-        incoming: pa.Table,
-        spec: OutputSpec,
-        origin: str,
-    ) -> None:
-        """Raise DuplicateKeyError if a key the output wrote now occurs more than once."""
-        if not spec.unique_key or incoming.num_rows == 0:
-            return
-        keys = ", ".join(f"t.{quote_identifier(k)}" for k in spec.unique_key)
-        match = " AND ".join(
-            f"i.{quote_identifier(k)} = t.{quote_identifier(k)}" for k in spec.unique_key
-        )
-        # Only keys the output touched can have become duplicated, as every earlier write was
-        # checked the same way; checking just those keeps a one-day write cheap on a long table.
-        duplicates = con.execute(
-            f"SELECT {keys}, count(*) AS n, count(*) OVER () AS keys_duplicated "
-            f"FROM {qualified} AS t WHERE EXISTS (SELECT 1 FROM {INCOMING_VIEW} AS i WHERE {match}) "
-            f"GROUP BY ALL HAVING count(*) > 1 ORDER BY n DESC, {keys} LIMIT {DUPLICATES_IN_MESSAGE}"
-        ).fetchall()
-        if duplicates:
-            total = duplicates[0][-1]
-            shown = "; ".join(
-                f"{dict(zip(spec.unique_key, row[:-2], strict=True))} x{row[-2]}"
-                for row in duplicates
-            )
-            raise DuplicateKeyError(
-                f"{origin}: {total} value(s) of unique_key {list(spec.unique_key)} would occur more "
-                f"than once in {self._display(table)} (e.g. {shown}); the write was rolled "
-                "back and the stored rows are unchanged"
-            )
+    def _check_unique(self, con: duckdb.DuckDBPyConnection, table: str, *rest: Any) -> None:
+        """The transaction's last step, :func:`check_unique` (a test overrides it to fail there);
+        ``rest`` is (qualified, incoming, spec, origin)."""
+        check_unique(con, self.schema_name, table, *rest)
 
     # --- direct reads (TableStore) ----------------------------------------------------------------
 
@@ -561,14 +364,3 @@ class DuckDBIOManager(TableStore):
             f"{origin}: table {shown} does not exist yet; materialise the upstream asset "
             "first, or set metadata {'allow_missing': True} on the input if it may be absent"
         )
-
-
-def _restated_keys(restatement: Restatement) -> pa.Table:
-    """The per-key restatement as a two-column table the DELETE joins: key (text), first (DATE)."""
-    keys = sorted(restatement.key_from)
-    return pa.table(
-        {
-            "key": pa.array(keys, pa.string()),
-            "first": pa.array([restatement.key_from[k] for k in keys], pa.date32()),
-        }
-    )
