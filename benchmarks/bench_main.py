@@ -32,25 +32,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from _doc import DOC, machine, write_section  # benchmarks/ is on sys.path when run as a script
+from _doc import (  # benchmarks/ is on sys.path when run as a script
+    DOC,
+    machine,
+    shared_market,
+    write_section,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_END = "2025-07-23"
 FULL_START, FULL_END = "2000-01-03", "2025-07-23"
 HEADING = "## Main job: range-run bookkeeping (`trading-assets main`)"
 RESULTS_JSON = ROOT / "docs" / "bench_main_results.json"
-
-
-def shared_data() -> Path:
-    path = Path(
-        os.environ.get("TRADING_ASSETS_SHARED_DATA") or ROOT.parent / "shared" / "data" / "market"
-    )
-    if not (path / "prices_daily.parquet").is_file() or not (path / "constituents.csv").is_file():
-        sys.exit(
-            f"shared market data not found in {path} (prices_daily.parquet, constituents.csv): "
-            "set TRADING_ASSETS_SHARED_DATA to the directory that holds them"
-        )
-    return path
 
 
 def dir_size(path: Path) -> int:
@@ -208,7 +201,7 @@ def main() -> None:
         "--keep-console", help="directory to save each scenario's console output in"
     )
     args = parser.parse_args()
-    shared = shared_data()
+    shared = shared_market()
     code = Path(args.code).resolve()
     keep = Path(args.keep_console) if args.keep_console else None
     if keep:
