@@ -197,13 +197,20 @@ def test_bad_bars_are_quarantined_listed_as_warnings_and_the_run_goes_on(tmp_pat
     assert aapl.close.item() > 5 * stored[(stored.symbol == "AAPL")].close.median()
 
 
-def test_too_many_quarantined_bars_fail_the_blocking_check(tmp_path):
-    path = bad_data(tmp_path)
-    result = run(tmp_path / "t.duckdb", universe="AAPL,MSFT", kind="files", path=path)
+def test_too_many_quarantined_bars_fail_the_blocking_check_before_anything_is_written(tmp_path):
+    from trading_assets.assets.prices import QuarantineLimitError
+
+    db = tmp_path / "t.duckdb"
+    assert run(db, universe="AAPL,MSFT", start="2024-03-25", end="2024-03-25").success
+    before = table(db)
+    result = run(db, universe="AAPL,MSFT", kind="files", path=bad_data(tmp_path))
     evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
     limit = evals[checks.RAW_PRICES_QUARANTINE_LIMITS]
     assert not limit.passed and limit.severity == dg.AssetCheckSeverity.ERROR
     assert limit.metadata["quarantined_in_window"].value == 2
+    err = step_error(result)
+    assert err.cls_name == QuarantineLimitError.__name__ and "nothing was written" in err.message
+    pd.testing.assert_frame_equal(table(db), before)  # the blocked run wrote nothing
 
 
 def test_a_quarantined_benchmark_bar_fails_the_blocking_check(tmp_path):

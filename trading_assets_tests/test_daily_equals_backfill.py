@@ -307,3 +307,56 @@ def test_real_bad_bars_are_quarantined_and_indicators_around_them_equal_talib_wi
         if symbol == "^VIX" and name == "obv":
             continue  # no volume: OBV is null for ^VIX (see test_indicators)
         assert_same(ours.loc[~flagged, name].to_numpy(), values, f"{symbol} {name}")
+
+
+def test_a_source_with_less_history_than_stored_never_restates_it(tmp_path):
+    """A file of recent bars only, in which a symbol's adjustment changed: its stored history cannot
+    be restated from that file, so the symbol is left as stored and listed as failed; the others
+    flow on."""
+    daily = tmp_path / "daily.duckdb"
+    real = real_prices()
+    assert materialize(
+        daily,
+        {"kind": "files", "path": write_parquet(tmp_path / "a.parquet", real)},
+        FIRST,
+        LAST_STORED,
+    ).success
+    before = stored(daily, "raw_prices").query("symbol == 'AAPL'")
+    recent = real[real.date >= dt.date(2024, 3, 1)].copy()
+    recent.loc[recent.symbol == "AAPL", ["open", "high", "low", "close"]] /= 4
+    result = materialize(
+        daily, {"kind": "files", "path": write_parquet(tmp_path / "b.parquet", recent)}, EVENT
+    )
+    assert result.success
+    after = stored(daily, "raw_prices")
+    pd.testing.assert_frame_equal(after.query("symbol == 'AAPL'"), before)
+    assert (after.query("symbol == 'MSFT'").date == pd.Timestamp(EVENT)).any()
+    evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    listed = evals[checks.RAW_PRICES_ALL_FETCHED].metadata["failed_symbols_listed"].value
+    assert "AAPL" in listed and "serves it only from 2024-03-01" in listed
+
+
+def test_a_restatement_whose_downstream_did_not_run_is_recomputed_when_the_window_is_rerun(
+    tmp_path,
+):
+    """The split's run stores the restated prices, but its downstream steps do not run (here: only
+    the prices are selected; in life a crash). Re-running the window finds the history already
+    restated, yet still recomputes the indicators, because the window's price_revisions stay."""
+    symbol, price_factor, volume_factor, _ = EVENTS["split"]
+    after = real_prices()
+    before = before_event(after, symbol, price_factor, volume_factor)
+    before = before[before.date <= dt.date.fromisoformat(LAST_STORED)]
+    daily, backfill = tmp_path / "daily.duckdb", tmp_path / "backfill.duckdb"
+    assert materialize(
+        daily,
+        {"kind": "files", "path": write_parquet(tmp_path / "a.parquet", before)},
+        FIRST,
+        LAST_STORED,
+    ).success
+    src = {"kind": "files", "path": write_parquet(tmp_path / "b.parquet", after)}
+    prices_only = dg.AssetSelection.assets("symbols", "raw_prices", "price_revisions")
+    assert materialize(daily, src, EVENT, selection=prices_only).success
+    assert materialize(daily, src, EVENT).success  # nothing changed any more at the source
+    assert stored_revisions(daily)[["symbol", "kind"]].values.tolist() == [[symbol, "adjustment"]]
+    assert materialize(backfill, src, FIRST, EVENT).success
+    assert_tables_equal(daily, backfill)

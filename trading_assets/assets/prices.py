@@ -45,6 +45,10 @@ class UnknownSymbolsError(ValueError):
     """A re-fetch asked for symbols that are not in the universe."""
 
 
+class QuarantineLimitError(RuntimeError):
+    """The blocking check quarantine_within_limits failed: nothing of the run was written."""
+
+
 class RevisionsNotSelectedError(RuntimeError):
     """raw_prices restated stored history but price_revisions, which tells downstream assets to
     recompute it, was not selected; nothing was written."""
@@ -144,7 +148,8 @@ def raw_prices(
             f"history changed for {len(adjusted)} symbol(s) (split, dividend or re-adjusted "
             f"source): re-fetching their whole history: {adjusted[:20]}"
         )
-        fresh, lost = _with_full_history(source, fresh, adjusted, sessions[-1])
+        first_stored = _first_stored(io_manager, adjusted)
+        fresh, lost = _with_full_history(source, fresh, adjusted, sessions[-1], first_stored)
         # A symbol whose history changed but could not be fetched again keeps its stored rows and
         # is written nothing this run (a new bar on an old adjustment would mix two scales).
         failed.update(lost)
@@ -156,6 +161,10 @@ def raw_prices(
     restatement = Restatement(column="symbol", key_from=restated_from)
     revisions = _revisions(restated_from, adjusted, changes, sessions[-1])
     _require_revisions_selected(context, revisions)
+    # Restatements of this window stay recorded until downstream has run on them: a re-run of the
+    # window (after a failed downstream step, say) finds the history already restated, and must
+    # not erase what the first run found.
+    revisions = _with_stored_revisions(io_manager, revisions, sessions)
     out = judged[in_window | judged["symbol"].isin(list(restated_from))].reset_index(drop=True)
     window = judged[in_window]
 
@@ -176,18 +185,44 @@ def raw_prices(
     }
     heavy = {**frame_metadata(window), "failed_symbols": dg.MetadataValue.json(failed)}
     metadata, events = split_metadata(context, light, heavy, dg.AssetKey("raw_prices"))
+    selected_checks = {key.name for key in context.selected_asset_check_keys}
+    results = [
+        check
+        for check in _check_results(
+            window,
+            judged[~in_window],
+            duplicates,
+            failed,
+            wanted,
+            sessions,
+            changes,
+            config,
+            restated_from,
+        )
+        if check.check_name in selected_checks
+    ]
+    blocked = [
+        r for r in results if r.check_name in checks.RAW_PRICES_BLOCKING_CHECKS and not r.passed
+    ]
+    if blocked:
+        # Judged before anything is written: a blocked run leaves the store as it was (a
+        # restatement written without its downstream recomputation would leave tables disagreeing).
+        yield from results
+        raise QuarantineLimitError(
+            f"blocking check {blocked[0].check_name} failed: "
+            f"{blocked[0].metadata['quarantined_in_window'].value} bar(s) quarantined in the window "
+            f"(limit {blocked[0].metadata['limit'].value}), "
+            f"{blocked[0].metadata['benchmark_bars_quarantined'].value} of them benchmark bars; "
+            "nothing was written. See the check's offending_listed, fix the source or raise "
+            "max_quarantined_share."
+        )
     yield dg.Output(
         out, output_name="raw_prices", metadata={**metadata, **restatement.to_metadata()}
     )
     if "price_revisions" in context.selected_output_names:
         yield dg.Output(revisions, output_name="price_revisions", metadata={"rows": len(revisions)})
     yield from events
-    selected_checks = {key.name for key in context.selected_asset_check_keys}
-    for check in _check_results(
-        window, judged[~in_window], duplicates, failed, wanted, sessions, changes, config
-    ):
-        if check.check_name in selected_checks:
-            yield check
+    yield from results
 
 
 def _requested_symbols(config: RawPricesConfig, universe: list[str]) -> list[str]:
@@ -234,19 +269,51 @@ def _on_calendar(prices: pd.DataFrame, sessions: set[dt.date]) -> tuple[pd.DataF
     return prices[keep], int((~keep).sum())
 
 
-def _with_full_history(source: PriceSource, fresh, adjusted, last):
+def _first_stored(io_manager: TableStore, symbols: list[str]) -> dict:
+    stored = io_manager.read_rows("raw_prices", columns=["symbol", "date"], symbols=symbols)
+    return stored.groupby("symbol")["date"].min().to_dict() if len(stored) else {}
+
+
+def _with_full_history(source: PriceSource, fresh, adjusted, last, first_stored=None):
     """``fresh`` with the re-adjusted symbols' rows replaced by their whole history, and the symbols
-    whose history could not be fetched (dropped from ``fresh``) with the reason."""
+    whose history could not be fetched (dropped from ``fresh``) with the reason.
+
+    A source that serves less history than is stored (a file of recent bars only) cannot restate
+    it: the older stored rows would stay on the old adjustment, so such a symbol is dropped too.
+    """
     result = source.fetch(adjusted, first_session(), last)
     calendar = set(sessions_from_to(first_session(), last))
     history = quality.drop_duplicates(result.prices[result.prices["date"].isin(calendar)])
-    lost = {
-        s: f"history changed, but re-fetching it failed: {result.failed.get(s, 'no rows')}"
-        for s in adjusted
-        if s not in set(history["symbol"])
-    }
+    served_from = history.groupby("symbol")["date"].min().to_dict()
+    lost = {}
+    for symbol in adjusted:
+        if symbol not in served_from:
+            lost[symbol] = (
+                f"history changed, but re-fetching it failed: {result.failed.get(symbol, 'no rows')}"
+            )
+        elif first_stored and symbol in first_stored and served_from[symbol] > first_stored[symbol]:
+            lost[symbol] = (
+                f"history changed, but {source.name} serves it only from {served_from[symbol]} while "
+                f"it is stored from {first_stored[symbol]}: not restated (the older rows would keep "
+                "the old adjustment); fetch the whole history from a source that has it"
+            )
+    history = history[~history["symbol"].isin(list(lost))]
     merged = pd.concat([fresh[~fresh["symbol"].isin(adjusted)], history], ignore_index=True)
     return merged.sort_values(["symbol", "date"], ignore_index=True), lost
+
+
+def _with_stored_revisions(
+    io_manager: TableStore, revisions: pd.DataFrame, sessions
+) -> pd.DataFrame:
+    """This run's revisions plus those already recorded for the window (this run's win a tie)."""
+    stored = io_manager.read_rows(
+        "price_revisions", start=sessions[0], end=sessions[-1] + dt.timedelta(days=1)
+    )
+    if stored.empty:
+        return revisions
+    stored = stored.reindex(columns=REVISION_COLUMNS)
+    both = pd.concat([stored.astype(revisions.dtypes.to_dict()), revisions], ignore_index=True)
+    return both.drop_duplicates(["date", "symbol"], keep="last").reset_index(drop=True)
 
 
 def _judge(fresh, stored, stored_after, adjusted, changes, window_start):
@@ -321,7 +388,9 @@ def _revisions(restated_from, adjusted, changes, last_session) -> pd.DataFrame:
     )
 
 
-def _check_results(window, restated, duplicates, failed, wanted, sessions, changes, config):
+def _check_results(
+    window, restated, duplicates, failed, wanted, sessions, changes, config, restated_from
+):
     judged = pd.concat([window, restated], ignore_index=True)
     flagged = judged[judged[QUARANTINE_COLUMN].notna()]
     ohlc = flagged[~flagged[QUARANTINE_COLUMN].isin(["bad_tick", "spike_unconfirmed"])]
@@ -352,6 +421,7 @@ def _check_results(window, restated, duplicates, failed, wanted, sessions, chang
     )
     failed_frame = pd.DataFrame({"symbol": list(failed), "reason": list(failed.values())})
     yield _result(checks.RAW_PRICES_ALL_FETCHED, failed_frame, "failed_symbols", warn)
+    changes = changes.assign(restated_from=changes["symbol"].map(restated_from))
     yield _result(checks.RAW_PRICES_HISTORY_UNCHANGED, changes, "symbols_changed", warn)
 
     in_window = window[window[QUARANTINE_COLUMN].notna()]
