@@ -23,6 +23,7 @@ from trading_assets.assets.universe import symbols
 from trading_assets.resources import FundamentalsResource, PriceSourceResource, UniverseResource
 from trading_assets.storage.duckdb_io import DuckDBIOManager
 from trading_assets_tests.conftest import shared_prices
+from trading_assets_tests.test_assets_ingest import range_tags
 from trading_assets_tests.yahoo_server import isolated_yfinance_cache, serve_yahoo
 
 ALL = [symbols, raw_prices, fundamentals, indicators, market_environment, watchlist]
@@ -42,14 +43,7 @@ TABLES = {
 
 def materialize(db, source: dict, start: str, end: str | None = None, config=None, selection=None):
     end = end or start
-    tags = (
-        {}
-        if start == end
-        else {
-            "dagster/asset_partition_range_start": start,
-            "dagster/asset_partition_range_end": end,
-        }
-    )
+    tags = {} if start == end else range_tags(start, end)
     result = dg.materialize(
         ALL,
         selection=selection,
@@ -110,6 +104,12 @@ def yahoo_source(tmp_path, frame, name, log=None):
 
 def real_prices():
     return shared_prices(TICKERS, FIRST, AFTER)
+
+
+def store_history(db, tmp_path, frame, name="stored"):
+    """The store as a backfill FIRST..LAST_STORED from ``frame`` (through the files source) left it."""
+    src = {"kind": "files", "path": write_parquet(tmp_path / f"{name}.parquet", frame)}
+    assert materialize(db, src, FIRST, LAST_STORED).success
 
 
 def before_event(
@@ -315,12 +315,7 @@ def test_a_source_with_less_history_than_stored_never_restates_it(tmp_path):
     flow on."""
     daily = tmp_path / "daily.duckdb"
     real = real_prices()
-    assert materialize(
-        daily,
-        {"kind": "files", "path": write_parquet(tmp_path / "a.parquet", real)},
-        FIRST,
-        LAST_STORED,
-    ).success
+    store_history(daily, tmp_path, real)
     before = stored(daily, "raw_prices").query("symbol == 'AAPL'")
     recent = real[real.date >= dt.date(2024, 3, 1)].copy()
     recent.loc[recent.symbol == "AAPL", ["open", "high", "low", "close"]] /= 4
@@ -347,12 +342,7 @@ def test_a_restatement_whose_downstream_did_not_run_is_recomputed_when_the_windo
     before = before_event(after, symbol, price_factor, volume_factor)
     before = before[before.date <= dt.date.fromisoformat(LAST_STORED)]
     daily, backfill = tmp_path / "daily.duckdb", tmp_path / "backfill.duckdb"
-    assert materialize(
-        daily,
-        {"kind": "files", "path": write_parquet(tmp_path / "a.parquet", before)},
-        FIRST,
-        LAST_STORED,
-    ).success
+    store_history(daily, tmp_path, before)
     src = {"kind": "files", "path": write_parquet(tmp_path / "b.parquet", after)}
     prices_only = dg.AssetSelection.assets("symbols", "raw_prices", "price_revisions")
     assert materialize(daily, src, EVENT, selection=prices_only).success
