@@ -350,3 +350,48 @@ def test_a_restatement_whose_downstream_did_not_run_is_recomputed_when_the_windo
     assert stored_revisions(daily)[["symbol", "kind"]].values.tolist() == [[symbol, "adjustment"]]
     assert materialize(backfill, src, FIRST, EVENT).success
     assert_tables_equal(daily, backfill)
+
+
+def test_a_fortnight_of_daily_runs_with_every_kind_of_event_equals_one_backfill(tmp_path):
+    """Eight daily runs after a stored history, each reading the source as it stood that evening: a
+    4:1 split (AAPL), a x6 print that reverts (NVDA), a dividend (MSFT) and a preliminary volume
+    revised the next morning (JPM, every day). The store then equals one backfill from the last
+    evening's source."""
+    days = ["2024-03-27", "2024-03-28", "2024-04-01", "2024-04-02", "2024-04-03", "2024-04-04",
+            "2024-04-05", "2024-04-08"]  # fmt: skip
+    truth = shared_prices(TICKERS, FIRST, days[-1])
+    truth.loc[
+        (truth.symbol == "NVDA") & (truth.date == dt.date(2024, 4, 3)),
+        ["open", "high", "low", "close"],
+    ] *= 6
+
+    def as_of(k: int) -> pd.DataFrame:
+        """The source on the evening of days[k]."""
+        today = dt.date.fromisoformat(days[k])
+        frame = truth[truth.date <= today].copy()
+        split, dividend = dt.date(2024, 4, 1), dt.date(2024, 4, 4)
+        if today < split:  # AAPL still trades (and is served) at 4x, with a quarter of the volume
+            hit = (frame.symbol == "AAPL") & (frame.date < split)
+            frame.loc[hit, ["open", "high", "low", "close"]] *= 4
+            frame.loc[hit, "volume"] /= 4
+        if today < dividend:
+            hit = (frame.symbol == "MSFT") & (frame.date < dividend)
+            frame.loc[hit, ["open", "high", "low", "close"]] /= 0.99
+        frame.loc[(frame.symbol == "JPM") & (frame.date == today), "volume"] *= 0.9
+        return frame
+
+    daily, backfill = tmp_path / "daily.duckdb", tmp_path / "backfill.duckdb"
+    first = as_of(0)
+    store_history(daily, tmp_path, first[first.date <= dt.date.fromisoformat(LAST_STORED)])
+    for k, day in enumerate(days):
+        src = {"kind": "files", "path": write_parquet(tmp_path / f"evening{k}.parquet", as_of(k))}
+        assert materialize(daily, src, day).success, day
+    last = {"kind": "files", "path": str(tmp_path / f"evening{len(days) - 1}.parquet")}
+    assert materialize(backfill, last, FIRST, days[-1]).success
+    assert_tables_equal(daily, backfill)
+    kinds = stored_revisions(daily).groupby("symbol")["kind"].apply(set).to_dict()
+    assert kinds["AAPL"] == {"adjustment"} and kinds["MSFT"] == {"adjustment"}
+    assert kinds["JPM"] == {"revision"}  # each morning's volume differs from the evening's
+    assert kinds["NVDA"] == {"verdict"}  # the print, re-judged the next evening: a bad tick
+    nvda = stored(daily, "raw_prices").query("symbol == 'NVDA' and date == '2024-04-03'")
+    assert nvda.quarantine.item() == "bad_tick"
