@@ -26,7 +26,6 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-
 from _doc import ROOT, machine, shared_market, write_section
 
 FIRST, LAST_STORED, DAY = "2000-01-03", "2025-07-22", "2025-07-23"

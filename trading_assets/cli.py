@@ -165,7 +165,8 @@ def run_range(select: str, start: str, end: str, out: TextIO = sys.stdout) -> in
     started = time.perf_counter()
     repo = defs.get_repository_def()
     keys = (
-        # a multi-asset that cannot be subset (raw_prices with price_revisions) comes whole
+        # a multi-asset that cannot be subset comes whole (raw_prices can: a run that restates
+        # history without price_revisions stops with RevisionsNotSelectedError)
         dg.AssetSelection.from_coercible(select.split(","))
         .required_multi_asset_neighbors()
         .resolve(repo.asset_graph)
@@ -243,9 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         "init-home", help="create $DAGSTER_HOME (default ./dagster_home) with dagster.yaml"
     )
     args = parser.parse_args(argv)
-    home = ensure_dagster_home()
     if args.command == "init-home":
-        print(f"export DAGSTER_HOME={home}")
+        print(f"export DAGSTER_HOME={ensure_dagster_home()}")
         return 0
     return run_range(args.select, args.start, args.end)
 

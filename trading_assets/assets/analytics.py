@@ -3,14 +3,18 @@
 Thin: every rule lives in trading_assets.core (screen, sizing, fundamentals).
 """
 
-import datetime as dt
-
 import dagster as dg
 import pandas as pd
 
-from trading_assets.assets.common import DAILY, params, window_sessions
+from trading_assets.assets.common import (
+    DAILY,
+    day_after,
+    from_date,
+    params,
+    recompute_start,
+    window_sessions,
+)
 from trading_assets.assets.metadata import frame_metadata, split_metadata
-from trading_assets.core.adjustments import restatement_plan
 from trading_assets.core.fundamentals import snapshot_summary
 from trading_assets.core.screen import (
     CRITERIA,
@@ -22,7 +26,6 @@ from trading_assets.core.screen import (
     screen_watchlist,
 )
 from trading_assets.core.sizing import DEFAULT_SIZING_PARAMS
-from trading_assets.market_hours import first_session
 from trading_assets.resources import FundamentalsResource
 from trading_assets.storage.contract import Restatement, TableStore
 
@@ -117,13 +120,15 @@ def watchlist(
     screen = params(DEFAULT_SCREEN_PARAMS, config.screen)
     sizing = params(DEFAULT_SIZING_PARAMS, config.sizing)
     sessions = window_sessions(context)
-    start = _restated_from(price_revisions, sessions[0])
+    # Any re-adjusted symbol changes entries, stops and share counts (and through the heat limit,
+    # other symbols' sizes) over its history; a revised or re-judged bar, the sessions from it.
+    start = recompute_start(price_revisions, sessions[0], whole_history_for=None)
     if start < sessions[0]:
-        end = sessions[-1] + dt.timedelta(days=1)
+        end = day_after(sessions[-1])
         indicators = io_manager.read_rows("indicators", start=start, end=end)
         market_environment = io_manager.read_rows("market_environment", start=start, end=end)
     out = screen_watchlist(indicators, market_environment, fundamentals, screen, sizing)
-    out = out[(out["date"] >= start) & (out["date"] <= sessions[-1])].reset_index(drop=True)
+    out = from_date(out, start, sessions[-1])
     sized = out[out["shares"].fillna(0) > 0]
     light = {
         "rows": len(out),
@@ -160,13 +165,3 @@ def _criteria_breakdown(indicators: pd.DataFrame, fundamentals: pd.DataFrame, sc
         {c: judged[c].value_counts().reindex([PASS, FAIL, UNKNOWN], fill_value=0) for c in CRITERIA}
     ).T
     return f"session {last['date'].iloc[0]}, {len(judged)} stocks\n\n" + table.to_markdown()
-
-
-def _restated_from(revisions: pd.DataFrame | None, window_start: dt.date) -> dt.date:
-    """The first session to recompute: any re-adjusted symbol changes entries, stops and share
-    counts (and through the heat limit, other symbols' sizes) over its history; a revised or
-    re-judged bar changes the sessions from its date."""
-    adjusted, revised_from = restatement_plan(revisions, window_start)
-    if adjusted:
-        return first_session()
-    return min(window_start, revised_from or window_start)

@@ -3,12 +3,10 @@
 Thin: the rules live in trading_assets.core.indicators; quarantine in core.quarantine.
 """
 
-import datetime as dt
-
 import dagster as dg
 import pandas as pd
 
-from trading_assets.assets.common import DAILY, window_sessions
+from trading_assets.assets.common import DAILY, day_after, window_sessions
 from trading_assets.assets.metadata import frame_metadata, split_metadata
 from trading_assets.core.adjustments import restatement_plan
 from trading_assets.core.indicators import (
@@ -57,7 +55,7 @@ def indicators(
     sessions = window_sessions(context)
     raw_prices = _with_quarantine(raw_prices)
     adjusted, revised_from = restatement_plan(price_revisions, sessions[0])
-    start = min(sessions[0], revised_from or sessions[0])
+    start = revised_from or sessions[0]  # restatement_plan: always before the window
 
     computed = compute_indicators(_usable(raw_prices))
     # OBV is a running sum: carry it from the last stored session before the rows recomputed.
@@ -116,7 +114,7 @@ def _readjusted(io_manager, adjusted, last, start, ranked):
     across the universe: from the lookback computation from ``start`` on, and before it the stored
     rating (a split or dividend scales all earlier prices alike, so the ratios behind it hold)."""
     history = io_manager.read_rows(
-        "raw_prices", columns=RAW_COLUMNS, symbols=adjusted, end=last + dt.timedelta(days=1)
+        "raw_prices", columns=RAW_COLUMNS, symbols=adjusted, end=day_after(last)
     )
     history = _with_quarantine(history)
     own = compute_indicators(_usable(history))

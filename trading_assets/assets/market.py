@@ -3,8 +3,6 @@
 Thin: the rules live in trading_assets.core.regime; the plot in core.plots.
 """
 
-import datetime as dt
-
 import dagster as dg
 import pandas as pd
 
@@ -12,12 +10,14 @@ from trading_assets import checks
 from trading_assets.assets.common import (
     DAILY,
     ParamOverrides,
+    day_after,
+    from_date,
     params,
     previous_sessions,
+    recompute_start,
     window_sessions,
 )
 from trading_assets.assets.metadata import frame_metadata, split_metadata
-from trading_assets.core.adjustments import restatement_plan
 from trading_assets.core.plots import environment_plot_png, png_data_uri_markdown
 from trading_assets.core.regime import (
     DEFAULT_ENVIRONMENT_PARAMS,
@@ -28,7 +28,6 @@ from trading_assets.core.regime import (
     missing_benchmark_sessions,
 )
 from trading_assets.core.symbols import BENCHMARK_SYMBOLS
-from trading_assets.market_hours import first_session
 from trading_assets.storage.contract import Restatement, TableStore
 
 # History the environment plot shows besides the sessions just materialised (one trading year).
@@ -72,10 +71,12 @@ def market_environment(
     a missing SPY, QQQ or VIX input is left unclassified and fails the blocking check. When a
     benchmark's history was re-adjusted or a bar re-judged, the sessions it touches are recomputed."""
     sessions = window_sessions(context)
-    start = _restated_from(price_revisions, sessions[0])
+    # A benchmark re-adjusted changes its closes and SMAs stored here: the whole history. A stock's
+    # re-adjustment scales its close and SMAs alike, so breadth does not change.
+    start = recompute_start(price_revisions, sessions[0], whole_history_for=BENCHMARK_SYMBOLS)
     if start < sessions[0]:
         indicators = io_manager.read_rows(
-            "indicators", columns=INDICATOR_INPUTS, start=start, end=_after(sessions[-1])
+            "indicators", columns=INDICATOR_INPUTS, start=start, end=day_after(sessions[-1])
         )
     # SMA warm-up is judged with the closes stored before the first session computed.
     before = io_manager.read_rows(
@@ -85,7 +86,7 @@ def market_environment(
     env = compute_market_environment(
         indicators, params(DEFAULT_ENVIRONMENT_PARAMS, config.overrides), prior
     )
-    env = env[(env["date"] >= start) & (env["date"] <= sessions[-1])].reset_index(drop=True)
+    env = from_date(env, start, sessions[-1])
     window = env[env["date"] >= sessions[0]]
     missing = missing_benchmark_sessions(env)
     light, heavy = _metadata(window, history)
@@ -106,20 +107,6 @@ def market_environment(
             "listed": dg.MetadataValue.md(missing.head(50).to_markdown(index=False)),
         },
     )
-
-
-def _after(day: dt.date) -> dt.date:
-    return day + dt.timedelta(days=1)
-
-
-def _restated_from(revisions: pd.DataFrame | None, window_start):
-    """The first session to recompute: a benchmark re-adjusted (its closes and SMAs are stored here)
-    restates the whole history; a revised or re-judged bar restates from its date. A stock's
-    re-adjustment scales its close and SMAs alike, so breadth does not change."""
-    adjusted, revised_from = restatement_plan(revisions, window_start)
-    if set(adjusted) & set(BENCHMARK_SYMBOLS):
-        return first_session()
-    return min(window_start, revised_from or window_start)
 
 
 def _metadata(env: pd.DataFrame, history: pd.DataFrame | None):

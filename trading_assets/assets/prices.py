@@ -9,11 +9,18 @@ import dagster as dg
 import pandas as pd
 
 from trading_assets import checks
+from trading_assets.assets.common import day_after
 from trading_assets.assets.metadata import frame_metadata, split_metadata
 from trading_assets.core import quality
 from trading_assets.core.adjustments import ADJUSTMENT, OVERLAP_SESSIONS, find_history_changes
 from trading_assets.core.prices import RAW_PRICE_COLUMNS
-from trading_assets.core.quarantine import QUARANTINE_COLUMN, close_is_usable, judge_bars
+from trading_assets.core.quarantine import (
+    BAD_TICK,
+    QUARANTINE_COLUMN,
+    SPIKE_UNCONFIRMED,
+    close_is_usable,
+    judge_bars,
+)
 from trading_assets.core.symbols import validate_symbols
 from trading_assets.core.universe import BENCHMARK_SYMBOLS
 from trading_assets.market_hours import (
@@ -124,9 +131,7 @@ def raw_prices(
     overlap = sessions_before(sessions[0], OVERLAP_SESSIONS)
     stored = _stored(io_manager, wanted, overlap[0] if overlap else None, sessions[0])
     after = session_after(sessions[-1])
-    stored_after = (
-        _stored(io_manager, wanted, after, after + dt.timedelta(days=1)) if after else None
-    )
+    stored_after = _stored(io_manager, wanted, after, day_after(after)) if after else None
 
     start = overlap[0] if len(stored) else sessions[0]
     context.log.info(f"fetching {len(wanted)} symbols from {source.name}, {start}..{sessions[-1]}")
@@ -306,9 +311,7 @@ def _with_stored_revisions(
     io_manager: TableStore, revisions: pd.DataFrame, sessions
 ) -> pd.DataFrame:
     """This run's revisions plus those already recorded for the window (this run's win a tie)."""
-    stored = io_manager.read_rows(
-        "price_revisions", start=sessions[0], end=sessions[-1] + dt.timedelta(days=1)
-    )
+    stored = io_manager.read_rows("price_revisions", start=sessions[0], end=day_after(sessions[-1]))
     if stored.empty:
         return revisions
     stored = stored.reindex(columns=REVISION_COLUMNS)
@@ -393,8 +396,8 @@ def _check_results(
 ):
     judged = pd.concat([window, restated], ignore_index=True)
     flagged = judged[judged[QUARANTINE_COLUMN].notna()]
-    ohlc = flagged[~flagged[QUARANTINE_COLUMN].isin(["bad_tick", "spike_unconfirmed"])]
-    ticks = flagged[flagged[QUARANTINE_COLUMN].isin(["bad_tick", "spike_unconfirmed"])]
+    spikes = flagged[QUARANTINE_COLUMN].isin([BAD_TICK, SPIKE_UNCONFIRMED])
+    ohlc, ticks = flagged[~spikes], flagged[spikes]
     shown = ["symbol", "date", "open", "high", "low", "close", "volume", QUARANTINE_COLUMN]
     missing = quality.find_missing_sessions(
         window, [s for s in wanted if s not in failed], sessions
