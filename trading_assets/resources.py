@@ -1,6 +1,9 @@
 """Resources: where prices, the universe and market-cap snapshots come from.
 
-Chosen per deployment in definitions.py.
+Chosen per deployment in definitions.py. The price and fundamentals resources keep the run's
+logger (``InitResourceContext.log``) and hand it to the Yahoo source: its retries, waits and
+give-ups are then WARNING events of the run, shown in the UI, not python-logging lines Dagster
+never records.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from trading_assets import settings
 from trading_assets.core.fundamentals import (
@@ -20,11 +23,27 @@ from trading_assets.core.fundamentals import (
 )
 from trading_assets.core.universe import parse_universe_spec
 from trading_assets.partitions import CALENDAR_CODE, START_DATE, sessions_between, trading_calendar
-from trading_assets.sources.base import PriceSource
+from trading_assets.sources.base import FetchLog, PriceSource
 from trading_assets.sources.sample import SAMPLE_FUNDAMENTALS, sample_universe, sp500_universe
 
 
-class PriceSourceResource(dg.ConfigurableResource):
+class RunLoggedResource(dg.ConfigurableResource):
+    """A resource whose source reports retries and waits to the run's log (None outside a run)."""
+
+    _log: FetchLog | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._log = context.log
+
+    def run_log(self) -> FetchLog | None:
+        """The running step's logger (its events name the step), else the run's, else None."""
+        try:
+            return dg.OpExecutionContext.get().log
+        except dg.DagsterInvariantViolationError:
+            return self._log
+
+
+class PriceSourceResource(RunLoggedResource):
     """The price source of raw_prices: ``sample`` (bundled), ``files`` (path) or ``yahoo`` (yfinance)."""
 
     kind: str = Field(default=settings.DEFAULT_PRICE_SOURCE, description="sample | files | yahoo")
@@ -37,6 +56,16 @@ class PriceSourceResource(dg.ConfigurableResource):
     )
     yahoo_base_url: str | None = Field(
         default=None, description="yahoo: a mirror of Yahoo's API (tests)"
+    )
+    retry_base_delay: float | None = Field(
+        default=None,
+        description="yahoo: seconds before the first retry, doubled each retry (unset: 2)",
+    )
+    retry_max_delay: float | None = Field(
+        default=None, description="yahoo: longest wait between retries in seconds (unset: 60)"
+    )
+    yahoo_timeout: float | None = Field(
+        default=None, description="yahoo: seconds per HTTP request (unset: 20)"
     )
 
     def build(self) -> PriceSource:
@@ -55,10 +84,17 @@ class PriceSourceResource(dg.ConfigurableResource):
         if self.kind == "yahoo":
             from trading_assets.sources.yahoo import YahooSource
 
+            unset_means_default = {
+                "base_delay": self.retry_base_delay,
+                "max_delay": self.retry_max_delay,
+                "timeout": self.yahoo_timeout,
+            }
             return YahooSource(
                 batch_size=self.batch_size,
                 max_retries=self.max_retries,
                 base_url=self.yahoo_base_url,
+                log=self.run_log(),
+                **{k: v for k, v in unset_means_default.items() if v is not None},
             )
         raise settings.ConfigurationError(
             f"unknown price source {self.kind!r}: use one of {', '.join(settings.PRICE_SOURCES)}"
@@ -111,7 +147,7 @@ def latest_session(today: dt.date) -> dt.date:
     return recent[-1]
 
 
-class FundamentalsResource(dg.ConfigurableResource):
+class FundamentalsResource(RunLoggedResource):
     """Market-cap snapshots: the snapshot file(s), plus today's snapshot from Yahoo with the yahoo source.
 
     ``path``: a CSV (dated by an ``as_of`` column or its file name) or a directory of them;
@@ -142,7 +178,7 @@ class FundamentalsResource(dg.ConfigurableResource):
 
         as_of = latest_session(exchange_today())
         caps, failed = fetch_market_caps(
-            stocks, base_url=self.yahoo_base_url, timeout=self.yahoo_timeout
+            stocks, base_url=self.yahoo_base_url, timeout=self.yahoo_timeout, log=self.run_log()
         )
         if stocks and not caps:
             shown = dict(list(failed.items())[:5])

@@ -8,6 +8,7 @@ rows of ../shared/data/market/prices_daily.parquet.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import random
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from yfinance.data import YfData
 from trading_assets.core.prices import RAW_PRICE_COLUMNS, PriceDataError
 from trading_assets.core.symbols import InvalidSymbolError
 from trading_assets.settings import ConfigurationError
+from trading_assets.sources import yahoo as yahoo_module
 from trading_assets.sources.yahoo import (
     JITTER_FLOOR,
     YahooMirrorError,
@@ -183,14 +185,54 @@ def test_rate_limit_then_success_is_retried(served_prices):
     assert source.base_delay * JITTER_FLOOR <= source.delays[0] < source.base_delay
 
 
-def test_rate_limit_that_never_clears_gives_up_after_max_retries(served_prices):
+def test_rate_limit_that_never_clears_gives_up_after_max_retries(served_prices, caplog):
     with serve_yahoo(served_prices, faults={"MSFT": Fault.rate_limit(times=None)}) as server:
         source = RecordingSource(server.base_url)
-        result = source.fetch(["AAPL", "MSFT"], START, END)
+        with caplog.at_level(logging.WARNING, logger=yahoo_module.__name__):
+            result = source.fetch(["AAPL", "MSFT"], START, END)
     assert set(result.prices["symbol"]) == {"AAPL"}
     assert "HTTP 429" in result.failed["MSFT"]
     assert f"gave up after {MAX_RETRIES + 1} attempt(s)" in result.failed["MSFT"]
     assert len(source.delays) == MAX_RETRIES
+    # Outside Dagster the retries are WARNINGs of the module's logger, with the waits slept.
+    batch = "yahoo batch 1/1 (2 symbols: AAPL, MSFT)"
+    reason = "rate limited by Yahoo (HTTP 429) (MSFT)"
+    assert [r.getMessage() for r in caplog.records if r.name == yahoo_module.__name__] == [
+        f"{batch}: attempt 1 failed for 1 symbol(s): {reason}; retry 1/2 in {source.delays[0]:.2f} s",
+        f"{batch}: attempt 2 failed for 1 symbol(s): {reason}; retry 2/2 in {source.delays[1]:.2f} s",
+        f"{batch}: gave up on 1 symbol(s) after 3 attempt(s): {reason}; they are listed as failed",
+    ]
+
+
+class ListLog:
+    """A FetchLog keeping what it is told, line by line (as a run's log would show it)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def info(self, msg: str) -> None:
+        self.lines.append(("info", msg))
+
+    def warning(self, msg: str) -> None:
+        self.lines.append(("warning", msg))
+
+
+def test_retries_go_to_the_log_given_and_name_each_batch(served_prices):
+    """A run's logger (context.log in Dagster) gets the reports instead of the module's logger."""
+    reports = ListLog()
+    with serve_yahoo(served_prices, faults={"^VIX": Fault.server_error(times=2)}) as server:
+        source = RecordingSource(server.base_url, batch_size=2, log=reports)
+        result = source.fetch(["AAPL", "MSFT", "^VIX"], START, END)
+    assert result.failed == {}
+    assert reports.lines == [
+        ("info", f"yahoo batch 1/2 (2 symbols: AAPL, MSFT): requesting {START}..{END}"),
+        ("info", f"yahoo batch 2/2 (1 symbols: ^VIX): requesting {START}..{END}"),
+        (
+            "warning",
+            "yahoo batch 2/2 (1 symbols: ^VIX): attempt 1 failed for 1 symbol(s): Yahoo server "
+            f"error (HTTP 500) (^VIX); retry 1/2 in {source.delays[0]:.2f} s",
+        ),
+    ]
 
 
 def test_permanent_server_error_fails_only_that_symbol(served_prices):
@@ -438,12 +480,17 @@ def test_market_caps_from_ticker_info(served_prices):
         fetch_market_caps(["AAPL;DROP"], base_url="http://127.0.0.1:9")
 
 
-def test_market_caps_stop_asking_a_dead_network():
+def test_market_caps_stop_asking_a_dead_network(caplog):
     symbols = ["AAPL", "MSFT", "GEV", "NVDA", "XOM"]
     dead = "http://127.0.0.1:9"  # nothing listens there: every request is refused at once
-    got, failed = fetch_market_caps(
-        symbols, base_url=dead, timeout=REQUEST_TIMEOUT, max_consecutive_errors=2
-    )
+    with caplog.at_level(logging.WARNING, logger=yahoo_module.__name__):
+        got, failed = fetch_market_caps(
+            symbols, base_url=dead, timeout=REQUEST_TIMEOUT, max_consecutive_errors=2
+        )
+    first, gave_up = [r.getMessage() for r in caplog.records if r.name == yahoo_module.__name__]
+    assert first.startswith("yahoo market cap of AAPL failed: ConnectionError")
+    assert gave_up.startswith("yahoo market caps: the previous 2 requests failed (last: Connection")
+    assert gave_up.endswith("not asking the remaining 3 symbol(s): GEV, NVDA, XOM")
     assert got == {} and list(failed) == symbols
     assert all(failed[s].startswith("ConnectionError") for s in symbols[:2])
     assert all(

@@ -22,6 +22,15 @@ class FetchResult:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+class FetchLog(Protocol):
+    """Where a source reports retries and waits: a python logger, or a Dagster run's ``context.log``
+    (whose messages are events of the run, shown in the UI)."""
+
+    def info(self, msg: str) -> None: ...
+
+    def warning(self, msg: str) -> None: ...
+
+
 class PriceSource(Protocol):
     """Fetch daily bars for ``symbols`` on sessions ``start``..``end``, both inclusive."""
 

@@ -15,6 +15,12 @@ scaled by a random factor in [0.5, 1). After ``max_retries`` retries, or at once
 failure (Yahoo's "Not Found", no rows in the range), the symbol goes to ``FetchResult.failed``
 with a one-line reason. ``sleep`` and ``rng`` are injectable so tests do not wait.
 
+Every retry is reported as a WARNING to ``log`` before its wait: the batch (number and symbols),
+the retry (n of ``max_retries``), the wait in seconds and what Yahoo answered; so is the give-up.
+``log`` is anything with ``info``/``warning`` (a python logger or Dagster's ``context.log``);
+the resource passes the run's logger so these land in the run's event log, where the UI shows
+them. Without it they go to this module's python logger.
+
 Why a session of our own (:class:`YahooSession`). ``yf.download`` logs per-symbol errors and
 returns an all-NaN column; yfinance 1.7 also hides most exceptions behind "possibly delisted; no
 price data found". So every request goes through a curl_cffi session (browser impersonation, as
@@ -66,9 +72,10 @@ from yfinance.data import YfData
 from trading_assets.core.prices import PRICE_COLUMNS, PriceDataError, empty_prices, normalize_prices
 from trading_assets.core.symbols import validate_symbols
 from trading_assets.settings import ConfigurationError
-from trading_assets.sources.base import FetchResult
+from trading_assets.sources.base import FetchLog, FetchResult
 
-log = logging.getLogger(__name__)
+# Where retries are reported when no run logger is given (the source used outside Dagster).
+module_log = logging.getLogger(__name__)
 
 SOURCE_NAME = "yahoo"
 DEFAULT_BATCH_SIZE = 100
@@ -85,6 +92,10 @@ DEFAULT_THREADS = 8
 # Each backoff delay is scaled by a uniform factor in [JITTER_FLOOR, 1): retries of many clients
 # (or batches) hit by the same 429 do not come back in lockstep ("equal jitter").
 JITTER_FLOOR = 0.5
+# Symbols named in a log line before "+N more": enough to recognise a batch, short enough to read.
+SYMBOLS_SHOWN = 5
+# Distinct failure reasons spelled out in one log line.
+REASONS_SHOWN = 3
 YAHOO_DOMAIN = "yahoo.com"
 CHART_PATH_PREFIX = "/v8/finance/chart/"
 # yf.download's column labels for the price fields (level "Price" of its MultiIndex).
@@ -183,6 +194,7 @@ class YahooSource:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         name: str = SOURCE_NAME,
+        log: FetchLog | None = None,
     ) -> None:
         if batch_size < 1:
             raise ConfigurationError(f"yahoo batch_size must be >= 1, got {batch_size}")
@@ -204,6 +216,7 @@ class YahooSource:
         self.threads = threads
         self._sleep = sleep
         self._rng = rng if rng is not None else random.Random()
+        self.log: FetchLog = log if log is not None else module_log
         if cache_dir is not None:
             configure_yfinance_cache(cache_dir)
 
@@ -218,9 +231,13 @@ class YahooSource:
         fetched_at = dt.datetime.now(dt.UTC)
         frames: list[pd.DataFrame] = []
         failed: dict[str, str] = {}
+        chunks = list(batches(symbols, self.batch_size))
         with YahooSession(self.base_url, self.timeout) as session:
-            for batch in batches(symbols, self.batch_size):
-                prices, batch_failed = self._fetch_batch(session, batch, start, end)
+            for number, batch in enumerate(chunks, 1):
+                label = f"batch {number}/{len(chunks)} ({len(batch)} symbols: {some(batch)})"
+                if len(chunks) > 1:
+                    self.log.info(f"yahoo {label}: requesting {start}..{end}")
+                prices, batch_failed = self._fetch_batch(session, batch, start, end, label)
                 frames.append(prices)
                 failed.update(batch_failed)
         frames = [f for f in frames if not f.empty]
@@ -240,22 +257,18 @@ class YahooSource:
         return cap * self._rng.uniform(JITTER_FLOOR, 1.0)
 
     def _fetch_batch(
-        self, session: YahooSession, batch: list[str], start: dt.date, end: dt.date
+        self,
+        session: YahooSession,
+        batch: list[str],
+        start: dt.date,
+        end: dt.date,
+        label: str = "batch",
     ) -> tuple[pd.DataFrame, dict[str, str]]:
         frames: list[pd.DataFrame] = []
         failed: dict[str, str] = {}
+        gave_up: dict[str, str] = {}
         pending = batch
         for attempt in range(self.max_retries + 1):
-            if attempt:
-                delay = self.backoff_delay(attempt - 1)
-                log.info(
-                    "yahoo: retry %d/%d for %d symbol(s) in %.1fs",
-                    attempt,
-                    self.max_retries,
-                    len(pending),
-                    delay,
-                )
-                self._sleep(delay)
             session.reset_outcomes()
             raw = self.download(session, pending, start, end)
             prices = long_prices_from_download(raw, pending)
@@ -264,7 +277,7 @@ class YahooSource:
             frames.append(prices)
             got = set(prices["symbol"])
             outcomes = session.outcomes()
-            retry: list[str] = []
+            retry: dict[str, str] = {}
             for symbol in pending:
                 if symbol in got:
                     continue
@@ -273,14 +286,27 @@ class YahooSource:
                 )
                 reason = outcome.reason or f"no rows from Yahoo between {start} and {end}"
                 if outcome.transient and attempt < self.max_retries:
-                    retry.append(symbol)
+                    retry[symbol] = reason
                 elif outcome.transient:
+                    gave_up[symbol] = reason
                     failed[symbol] = f"{reason}; gave up after {attempt + 1} attempt(s)"
                 else:
                     failed[symbol] = reason
             if not retry:
                 break
-            pending = retry
+            delay = self.backoff_delay(attempt)
+            self.log.warning(
+                f"yahoo {label}: attempt {attempt + 1} failed for {len(retry)} symbol(s): "
+                f"{reasons_by_symbol(retry)}; retry {attempt + 1}/{self.max_retries} in {delay:.2f} s"
+            )
+            self._sleep(delay)
+            pending = list(retry)
+        if gave_up:
+            self.log.warning(
+                f"yahoo {label}: gave up on {len(gave_up)} symbol(s) after "
+                f"{self.max_retries + 1} attempt(s): {reasons_by_symbol(gave_up)}; "
+                "they are listed as failed"
+            )
         return pd.concat(frames, ignore_index=True), failed
 
     def download(
@@ -317,6 +343,7 @@ def fetch_market_caps(
     base_url: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     max_consecutive_errors: int = MAX_CONSECUTIVE_CAP_ERRORS,
+    log: FetchLog | None = None,
 ) -> tuple[dict[str, float], dict[str, str]]:
     """Market capitalisation per symbol from yfinance's ``Ticker.info["marketCap"]``, and failures.
 
@@ -325,8 +352,11 @@ def fetch_market_caps(
     moving attribute, the next run fills a gap. Routed like prices (``base_url`` mirror, capped
     timeouts). After ``max_consecutive_errors`` requests in a row that raised (network down,
     Yahoo refusing), the remaining symbols are not asked and are listed as skipped: a dead
-    network must not cost one timeout per symbol of a 500-stock universe.
+    network must not cost one timeout per symbol of a 500-stock universe. The first request of
+    such a run of errors and the give-up are WARNINGs to ``log`` (as for prices), so a run
+    waiting on timeouts says why.
     """
+    log = log if log is not None else module_log
     symbols = validate_symbols(symbols)
     caps: dict[str, float] = {}
     failed: dict[str, str] = {}
@@ -334,18 +364,30 @@ def fetch_market_caps(
         return caps, failed
     errors_in_a_row, last_error = 0, ""
     with YahooSession(base_url, timeout) as session, use_yfinance_session(session):
-        for symbol in symbols:
+        for i, symbol in enumerate(symbols):
             if errors_in_a_row >= max_consecutive_errors:
-                failed[symbol] = (
-                    f"not requested: the previous {errors_in_a_row} requests failed "
-                    f"(last: {last_error})"
+                skipped = symbols[i:]
+                log.warning(
+                    f"yahoo market caps: the previous {errors_in_a_row} requests failed "
+                    f"(last: {last_error}); not asking the remaining {len(skipped)} symbol(s): "
+                    f"{some(skipped)}"
                 )
-                continue
+                for rest in skipped:
+                    failed[rest] = (
+                        f"not requested: the previous {errors_in_a_row} requests failed "
+                        f"(last: {last_error})"
+                    )
+                break
             try:
                 info = yf.Ticker(symbol, session=session).info
             except Exception as exc:  # yfinance raises HTTP, JSON and YF* errors here
                 last_error = failed[symbol] = _short_error(exc)[:300]
                 errors_in_a_row += 1
+                if errors_in_a_row == 1:
+                    log.warning(
+                        f"yahoo market cap of {symbol} failed: {last_error}; going on "
+                        f"(stops after {max_consecutive_errors} failures in a row)"
+                    )
                 continue
             errors_in_a_row = 0
             cap = info.get("marketCap") if isinstance(info, dict) else None
@@ -417,6 +459,21 @@ def long_prices_from_download(frame: pd.DataFrame | None, symbols: Sequence[str]
     long = long.rename(columns={f: f.lower() for f in ("Open", "High", "Low", "Close", "Volume")})
     long["date"] = pd.DatetimeIndex(long["date"]).date
     return long[list(PRICE_COLUMNS)].reset_index(drop=True)
+
+
+def some(symbols: Sequence[str], most: int = SYMBOLS_SHOWN) -> str:
+    """``AAPL, MSFT, +51 more``: the first symbols and how many are left out."""
+    shown = ", ".join(symbols[:most])
+    return shown + (f", +{len(symbols) - most} more" if len(symbols) > most else "")
+
+
+def reasons_by_symbol(reasons: dict[str, str], most: int = REASONS_SHOWN) -> str:
+    """Failure reasons, each with the symbols it hit: ``HTTP 429 (MSFT); HTTP 500 (AAPL, NVDA)``."""
+    by_reason: dict[str, list[str]] = {}
+    for symbol, reason in reasons.items():
+        by_reason.setdefault(reason, []).append(symbol)
+    text = "; ".join(f"{reason} ({some(syms)})" for reason, syms in list(by_reason.items())[:most])
+    return text + (f"; +{len(by_reason) - most} other reason(s)" if len(by_reason) > most else "")
 
 
 def batches(symbols: Sequence[str], size: int) -> Iterator[list[str]]:
