@@ -6,7 +6,7 @@ import pytest
 
 from trading_assets.core.prices import RAW_PRICE_COLUMNS, PriceDataError
 from trading_assets.core.symbols import InvalidSymbolError
-from trading_assets.sources.files import FilesSource
+from trading_assets.sources.files import YAHOO_EXPORT_COLUMNS, FilesSource
 from trading_assets.sources.sample import SAMPLE_SYMBOLS, SampleSource
 from trading_assets_tests.conftest import SHARED_PRICES, shared_prices
 
@@ -53,8 +53,30 @@ def test_long_csv_with_extra_columns_and_text_dates(tmp_path):
 def test_missing_required_columns_is_a_named_error(tmp_path):
     path = tmp_path / "wrong.parquet"
     pd.DataFrame({"ticker": ["AAPL"], "day": ["2024-01-02"], "px": [1.0]}).to_parquet(path)
-    with pytest.raises(PriceDataError, match=r"missing column\(s\) \['symbol', 'date', 'open'"):
+    with pytest.raises(
+        PriceDataError, match=r"wrong.parquet: missing columns 'symbol', 'date', 'open'"
+    ):
         FilesSource(path).fetch(["AAPL"], START, END)
+    one = tmp_path / "one.csv"
+    shared_prices(["AAPL"], "2024-01-02", "2024-01-05").drop(columns="close").to_csv(
+        one, index=False
+    )
+    with pytest.raises(PriceDataError, match=r"one.csv: missing column 'close';"):
+        FilesSource(one).fetch(["AAPL"], START, END)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_long_file_without_rows_says_no_rows(tmp_path, suffix):
+    """A header-only CSV used to fail with Arrow's "Array type doesn't match type of values set:
+    null vs string"; a row-less Parquet file likewise. Both name the file and the problem."""
+    path = tmp_path / f"prices{suffix}"
+    header = pd.DataFrame(
+        {c: [] for c in ("symbol", "date", "open", "high", "low", "close", "volume")}
+    )
+    header.to_csv(path, index=False) if suffix == ".csv" else header.to_parquet(path)
+    with pytest.raises(PriceDataError) as err:
+        FilesSource(path).fetch(["AAPL"], START, END)
+    assert str(err.value) == f"{path}: no rows"
 
 
 def test_malformed_files_are_named_errors(tmp_path):
@@ -74,35 +96,55 @@ def test_malformed_files_are_named_errors(tmp_path):
         FilesSource(other).fetch(["AAPL"], START, END)
 
 
-def _yahoo_export(frame: pd.DataFrame, adj_factor: float) -> pd.DataFrame:
-    return pd.DataFrame({
-        "Date": pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%d"),
-        "Open": frame["open"], "High": frame["high"], "Low": frame["low"], "Close": frame["close"],
-        "Adj Close": frame["close"] * adj_factor, "Volume": frame["volume"].astype("Int64"),
-    })
+def yahoo_export(frame: pd.DataFrame, adj_factor: float) -> pd.DataFrame:
+    """Long shared rows as one symbol's CSV from Yahoo's Download button (Adj Close = Close x factor)."""
+    return pd.DataFrame(
+        {
+            "Date": pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%d"),
+            "Open": frame["open"],
+            "High": frame["high"],
+            "Low": frame["low"],
+            "Close": frame["close"],
+            "Adj Close": frame["close"] * adj_factor,
+            "Volume": frame["volume"].astype("Int64"),
+        }
+    )
 
 
 def test_directory_of_yahoo_export_csvs(tmp_path):
     real = shared_prices(["AAPL", "BRK-B"], "2024-01-02", "2024-01-31")
     for sym, g in real.groupby("symbol"):
-        _yahoo_export(g, 0.5).to_csv(tmp_path / f"{sym}.csv", index=False)
+        yahoo_export(g, 0.5).to_csv(tmp_path / f"{sym}.csv", index=False)
     (tmp_path / "README.csv").write_text("not,a,price,file\n")  # valid-looking name, bad content
     (tmp_path / "not a symbol.csv").write_text("x\n")  # never becomes a symbol
     (tmp_path / "^VIX.csv").write_text("Date,Open,High\n2024-01-02,1,2\n")  # missing columns
-    result = FilesSource(tmp_path).fetch(["AAPL", "BRK-B", "^VIX", "MSFT"], START, dt.date(2024, 1, 5))
+    (tmp_path / "GEV.csv").write_text(",".join(YAHOO_EXPORT_COLUMNS) + "\n")  # header only
+    (tmp_path / "NVDA.csv").write_text("")  # not even a header
+    result = FilesSource(tmp_path).fetch(
+        ["AAPL", "BRK-B", "^VIX", "MSFT", "GEV", "NVDA"], START, dt.date(2024, 1, 5)
+    )
     got = result.prices
     assert sorted(set(got["symbol"])) == ["AAPL", "BRK-B"]
     aapl = got[got.symbol == "AAPL"].reset_index(drop=True)
     src = real[real.symbol == "AAPL"].head(len(aapl)).reset_index(drop=True)
     # adjusted like auto_adjust=True: every price scaled by Adj Close / Close
-    np.testing.assert_allclose(aapl[["open", "high", "low", "close"]], src[["open", "high", "low", "close"]] * 0.5)
+    np.testing.assert_allclose(
+        aapl[["open", "high", "low", "close"]], src[["open", "high", "low", "close"]] * 0.5
+    )
     np.testing.assert_allclose(aapl["volume"], src["volume"])
-    assert "missing column" in result.failed["^VIX"]
+    assert result.failed["^VIX"].startswith(
+        f"{tmp_path / '^VIX.csv'}: missing columns 'Low', 'Close'"
+    )
     assert "no file MSFT.csv" in result.failed["MSFT"]
+    # A bad file fails its symbol alone, like a missing one; the reason names the file.
+    assert result.failed["GEV"] == f"{tmp_path / 'GEV.csv'}: no rows"
+    assert result.failed["NVDA"] == f"{tmp_path / 'NVDA.csv'}: empty file (no header, no rows)"
 
 
 def test_sample_source_covers_its_universe():
-    result = SampleSource().fetch(SAMPLE_SYMBOLS + ["SPY", "QQQ", "^VIX"], dt.date(2025, 7, 1), dt.date(2025, 7, 23))
+    result = SampleSource().fetch(
+        SAMPLE_SYMBOLS + ["SPY", "QQQ", "^VIX"], dt.date(2025, 7, 1), dt.date(2025, 7, 23)
+    )
     assert result.failed == {}
     assert set(result.prices["symbol"]) == set(SAMPLE_SYMBOLS) | {"SPY", "QQQ", "^VIX"}
     assert (result.prices["source"] == "sample").all()

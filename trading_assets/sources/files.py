@@ -7,6 +7,14 @@ Directory format: one ``<SYMBOL>.csv`` per symbol (``BRK-B.csv``, ``^VIX.csv``) 
 "Download" button writes it: ``Date,Open,High,Low,Close,Adj Close,Volume``. Yahoo's Close there is
 split-adjusted only; like yfinance's ``auto_adjust=True`` we scale open/high/low by
 ``Adj Close / Close`` and use ``Adj Close`` as close, so every source stores the same kind of price.
+
+Input errors are ``PriceDataError`` reading ``<path>: <problem>`` ("no rows", "missing column
+'close'", "unreadable price file: ..." for a truncated or corrupt file). A long file serves every
+symbol, so its error fails the request. In a directory each file is one symbol's: a bad file
+fails that symbol alone (``FetchResult.failed``, the reason naming the file), exactly as a missing
+file does, and the other symbols are served. A header-only file is such a failure ("no rows"),
+not an empty success: an export that wrote no bars is a broken input, and the symbol keeps its
+stored rows.
 """
 
 from __future__ import annotations
@@ -23,7 +31,15 @@ from trading_assets.core.prices import PRICE_COLUMNS, PriceDataError, empty_pric
 from trading_assets.core.symbols import InvalidSymbolError, normalize_symbol, validate_symbols
 from trading_assets.sources.base import FetchResult
 
-YAHOO_EXPORT_COLUMNS: tuple[str, ...] = ("Date", "Open", "High", "Low", "Close", "Adj Close", "Volume")
+YAHOO_EXPORT_COLUMNS: tuple[str, ...] = (
+    "Date",
+    "Open",
+    "High",
+    "Low",
+    "Close",
+    "Adj Close",
+    "Volume",
+)
 
 
 class FilesSource:
@@ -33,7 +49,7 @@ class FilesSource:
         self.path = Path(path)
         self.name = name
         if not self.path.exists():
-            raise PriceDataError(f"price files not found: {self.path}")
+            raise file_error(self.path, "price files not found")
 
     def fetch(self, symbols: list[str], start: dt.date, end: dt.date) -> FetchResult:
         symbols = validate_symbols(symbols)
@@ -44,7 +60,9 @@ class FilesSource:
         frame = self._read_long(symbols, start, end)
         prices = normalize_prices(frame, source=self.name, origin=str(self.path))
         found = set(prices["symbol"])
-        failed = {s: f"no rows in {self.path.name} between {start} and {end}" for s in symbols if s not in found}
+        failed = {
+            s: f"{self.path}: no rows between {start} and {end}" for s in symbols if s not in found
+        }
         return FetchResult(prices, failed)
 
     def _read_long(self, symbols: list[str], start: dt.date, end: dt.date) -> pd.DataFrame:
@@ -55,13 +73,22 @@ class FilesSource:
             elif suffix == ".csv":
                 dataset = ds.dataset(self.path, format="csv")
             else:
-                raise PriceDataError(f"{self.path}: unsupported price file type {suffix!r} (use .parquet or .csv)")
+                raise file_error(
+                    self.path, f"unsupported price file type {suffix!r} (use .parquet or .csv)"
+                )
             names = {n.lower(): n for n in dataset.schema.names}
             missing = [c for c in PRICE_COLUMNS if c not in names]
             if missing:
-                raise PriceDataError(
-                    f"{self.path}: missing column(s) {missing}; expected {list(PRICE_COLUMNS)}, "
-                    f"got {dataset.schema.names}"
+                raise file_error(
+                    self.path,
+                    f"{missing_columns(missing)}; expected {list(PRICE_COLUMNS)}, "
+                    f"got {dataset.schema.names}",
+                )
+            symbol_type = dataset.schema.field(names["symbol"]).type
+            if not _is_text(symbol_type):
+                # A header-only CSV types every column null, an empty pandas frame float: say so.
+                raise file_error(
+                    self.path, _no_rows(dataset) or f"column 'symbol' holds {symbol_type}, not text"
                 )
             date_field = ds.field(names["date"])
             date_type = dataset.schema.field(names["date"]).type
@@ -71,8 +98,10 @@ class FilesSource:
             if lo is not None:
                 flt &= (date_field >= lo) & (date_field <= hi)
             table = dataset.to_table(columns=[names[c] for c in PRICE_COLUMNS], filter=flt)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-            raise PriceDataError(f"{self.path}: unreadable price file: {exc}") from exc
+            if table.num_rows == 0 and (problem := _no_rows(dataset)):
+                raise file_error(self.path, problem)
+        except (pa.ArrowException, OSError) as exc:
+            raise file_error(self.path, f"unreadable price file: {exc}") from exc
         frame = table.to_pandas()
         frame.columns = list(PRICE_COLUMNS)
         if lo is None:  # dates stored as text/timestamps of another type: filter after parsing
@@ -101,10 +130,12 @@ class FilesSource:
             frames.append(frame[(frame["date"] >= start) & (frame["date"] <= end)])
         if not frames:
             return FetchResult(empty_prices(self.name), failed)
-        prices = normalize_prices(pd.concat(frames, ignore_index=True), source=self.name, origin=str(self.path))
+        prices = normalize_prices(
+            pd.concat(frames, ignore_index=True), source=self.name, origin=str(self.path)
+        )
         for sym in symbols:
             if sym not in failed and not (prices["symbol"] == sym).any():
-                failed[sym] = f"no rows between {start} and {end} in {files[sym].name}"
+                failed[sym] = f"{files[sym]}: no rows between {start} and {end}"
         return FetchResult(prices, failed)
 
 
@@ -112,14 +143,19 @@ def read_yahoo_export_csv(path: Path, symbol: str) -> pd.DataFrame:
     """One Yahoo-export CSV as long prices (adjusted like auto_adjust=True). PriceDataError if malformed."""
     try:
         raw = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise PriceDataError(f"{path}: not a readable CSV: {exc}") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise file_error(path, "empty file (no header, no rows)") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        raise file_error(path, f"not a readable CSV: {exc}") from exc
     missing = [c for c in YAHOO_EXPORT_COLUMNS if c != "Adj Close" and c not in raw.columns]
     if missing:
-        raise PriceDataError(
-            f"{path}: missing column(s) {missing}; expected Yahoo export columns {list(YAHOO_EXPORT_COLUMNS)}, "
-            f"got {list(raw.columns)}"
+        raise file_error(
+            path,
+            f"{missing_columns(missing)}; expected Yahoo export columns "
+            f"{list(YAHOO_EXPORT_COLUMNS)}, got {list(raw.columns)}",
         )
+    if raw.empty:
+        raise file_error(path, "no rows")
     frame = pd.DataFrame(
         {
             "symbol": symbol,
@@ -142,6 +178,32 @@ def read_yahoo_export_csv(path: Path, symbol: str) -> pd.DataFrame:
             frame[col] = frame[col] * ratio
         frame["close"] = frame["close"] * ratio
     return frame[list(PRICE_COLUMNS)]
+
+
+def file_error(path: Path, problem: str) -> PriceDataError:
+    """The error of an unusable price file: ``<path>: <problem>``."""
+    return PriceDataError(f"{path}: {problem}")
+
+
+def missing_columns(names: list[str]) -> str:
+    """``missing column 'close'``, or ``missing columns 'open', 'close'``."""
+    quoted = ", ".join(repr(n) for n in names)
+    return f"missing column {quoted}" if len(names) == 1 else f"missing columns {quoted}"
+
+
+def _no_rows(dataset: ds.Dataset) -> str | None:
+    """ "no rows" when the file holds no row at all (reads one batch at most), else None."""
+    return "no rows" if dataset.head(1).num_rows == 0 else None
+
+
+def _is_text(arrow_type: pa.DataType) -> bool:
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    return (
+        pa.types.is_string(arrow_type)
+        or pa.types.is_large_string(arrow_type)
+        or pa.types.is_string_view(arrow_type)
+    )
 
 
 def _scalar(day: dt.date, arrow_type: pa.DataType):
