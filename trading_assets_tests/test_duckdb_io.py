@@ -6,6 +6,7 @@ range backfills, replace_keys, unique_key, partition bounds, the file lock, and 
 """
 
 import datetime as dt
+import logging
 import subprocess
 import sys
 import textwrap
@@ -140,7 +141,9 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def io(db_path: Path) -> DuckDBIOManager:
-    return DuckDBIOManager(database=str(db_path), lock_retries=2, lock_retry_base_seconds=0.01)
+    return DuckDBIOManager(
+        database=str(db_path), lock_timeout_seconds=0.03, lock_retry_base_seconds=0.01
+    )
 
 
 @pytest.fixture
@@ -548,7 +551,7 @@ HOLD_LOCK = textwrap.dedent(
 )
 
 
-def test_locked_file_raises_after_bounded_retries(io, db_path, monkeypatch):
+def test_locked_file_waits_visibly_then_raises_after_the_timeout(io, db_path, monkeypatch):
     waits: list[float] = []
     monkeypatch.setattr(duckdb_io, "_sleep", waits.append)
     db_path.parent.mkdir(parents=True)
@@ -558,14 +561,29 @@ def test_locked_file_raises_after_bounded_retries(io, db_path, monkeypatch):
         stdout=subprocess.PIPE,
         text=True,
     )
+    instance = dg.DagsterInstance.ephemeral()
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(DatabaseLockedError, match=r"locked by another process.*3 attempt"):
-            run(versioned_prices(1.0), io, key="2024-01-10")
+        result = run(
+            versioned_prices(1.0), io, key="2024-01-10", instance=instance, raise_on_error=False
+        )
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
-    assert waits == [0.01, 0.02]  # lock_retries=2, doubling from lock_retry_base_seconds
+    assert not result.success
+    failure = result.get_step_failure_events()[0].event_specific_data.error.cause
+    assert failure.cls_name == "DatabaseLockedError"
+    assert f"locked by PID {holder.pid}" in failure.message and "3 attempt(s)" in failure.message
+    assert waits == pytest.approx([0.01, 0.02])  # doubling from lock_retry_base_seconds until 0.03 s are spent
+    # The run's own log says, at INFO, what it waits for and who holds it.
+    said = [
+        e.user_message
+        for e in instance.all_logs(result.run_id)
+        if e.dagster_event is None and e.level == logging.INFO
+    ]
+    assert any(
+        f"waiting for the lock on DuckDB file {db_path}: PID {holder.pid}" in m for m in said
+    ), said
     run(versioned_prices(1.0), io, key="2024-01-10")  # the lock released, the write goes through
     assert len(stored(db_path)) == len(SYMBOLS)
 
@@ -578,10 +596,12 @@ def test_lock_backoff_is_capped(db_path, monkeypatch):
         raise duckdb.IOException(f'IO Error: Could not set lock on file "{path}"')
 
     monkeypatch.setattr(DuckDBIOManager, "_open", staticmethod(always_locked))
-    io = DuckDBIOManager(database=str(db_path), lock_retries=4, lock_retry_base_seconds=2.0)
-    with pytest.raises(DatabaseLockedError):
+    io = DuckDBIOManager(
+        database=str(db_path), lock_timeout_seconds=21.0, lock_retry_base_seconds=2.0
+    )
+    with pytest.raises(DatabaseLockedError, match="another process"):
         run(versioned_prices(1.0), io, key="2024-01-10")
-    assert waits == [2.0, 4.0, MAX_LOCK_BACKOFF_SECONDS, MAX_LOCK_BACKOFF_SECONDS]
+    assert waits == [2.0, 4.0, MAX_LOCK_BACKOFF_SECONDS, MAX_LOCK_BACKOFF_SECONDS, 5.0]
 
 
 # --- loading ------------------------------------------------------------------------------------

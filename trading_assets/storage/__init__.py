@@ -8,6 +8,7 @@ from trading_assets.storage.contract import (
     REPLACE_KEYS,
     UNIQUE_KEY,
     DatabaseLockedError,
+    DatabaseWriteError,
     DuplicateKeyError,
     EmptyOutputError,
     InvalidIdentifierError,
@@ -17,6 +18,7 @@ from trading_assets.storage.contract import (
     SchemaMismatchError,
     StorageError,
     StorageMetadataError,
+    StoredDuplicatesError,
 )
 from trading_assets.storage.duckdb_io import DuckDBIOManager
 
@@ -28,6 +30,7 @@ __all__ = [
     "REPLACE_KEYS",
     "UNIQUE_KEY",
     "DatabaseLockedError",
+    "DatabaseWriteError",
     "DuckDBIOManager",
     "DuplicateKeyError",
     "EmptyOutputError",
@@ -38,4 +41,5 @@ __all__ = [
     "SchemaMismatchError",
     "StorageError",
     "StorageMetadataError",
+    "StoredDuplicatesError",
 ]

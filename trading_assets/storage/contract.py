@@ -128,7 +128,16 @@ class MissingTableError(StorageError):
 
 
 class DatabaseLockedError(StorageError):
-    """Another process holds the database file's write lock, still after the bounded retries."""
+    """Another process still held the database file's lock when lock_timeout_seconds ran out."""
+
+
+class DatabaseWriteError(StorageError):
+    """The file could not be opened for writing or written (read-only path, disk full); the
+    write was rolled back and the stored rows are unchanged."""
+
+
+class StoredDuplicatesError(StorageError):
+    """A file opened after an unclean shutdown holds a duplicated unique_key; repair it first."""
 
 
 def validate_identifier(name: object, what: str) -> str:

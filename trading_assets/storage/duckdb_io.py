@@ -29,6 +29,7 @@ import pandas as pd
 from pydantic import Field
 
 from trading_assets.storage.contract import (
+    DatabaseWriteError,
     DateBounds,
     InputSpec,
     MissingTableError,
@@ -88,21 +89,27 @@ class DuckDBIOManager(TableStore):
     (``partition_expr``, ``replace_keys``, ``unique_key``, ``allow_empty``) and input metadata
     (``columns``, ``allow_missing``) follow :mod:`trading_assets.storage.contract`.
 
-    Concurrency: DuckDB lets one process at a time open a file for writing. Dagster runs that
-    write to the same file are serialised by the concurrency pool ``"duckdb"`` (assets set
-    ``pool="duckdb"``, and ``dagster.yaml`` limits the pool to 1). Anything else holding the file
-    (a notebook, the DuckDB CLI) makes opening retry with bounded exponential backoff
-    (``lock_retries`` waits of ``lock_retry_base_seconds * 2**n``, each at most
-    MAX_LOCK_BACKOFF_SECONDS), then fail with DatabaseLockedError; it never hangs.
+    Concurrency: DuckDB lets one process at a time open a file for writing, and the operating
+    system frees that lock when the process dies. Runs and steps that write the same file take
+    turns on that lock: opening waits patiently (backoff from ``lock_retry_base_seconds``, capped
+    at MAX_LOCK_BACKOFF_SECONDS), says at INFO in the run's log whom it waits for, and gives up
+    with DatabaseLockedError after ``lock_timeout_seconds``. No Dagster concurrency slot is
+    involved, so a killed run can never keep later runs waiting.
+
+    Crash safety: a file the previous process did not close is verified before use
+    (:mod:`trading_assets.storage.duckdb_integrity`); every table written with a ``unique_key``
+    records it in its table comment for that check.
     """
 
     database: str = Field(description="Path of the DuckDB file; parent directories are created.")
     schema_name: str = Field(default="main", description="Schema that holds the asset tables.")
-    lock_retries: int = Field(
-        default=5, description="How many times to retry opening a file another process holds."
+    lock_timeout_seconds: float = Field(
+        default=3600.0,
+        description="How long to wait for a file another process holds (another run writing) "
+        "before failing with DatabaseLockedError.",
     )
     lock_retry_base_seconds: float = Field(
-        default=0.2, description="First wait between lock retries; doubles on each retry."
+        default=0.2, description="First wait between lock retries; doubles up to 5 s."
     )
 
     # --- connection ------------------------------------------------------------------------------
@@ -116,17 +123,24 @@ class DuckDBIOManager(TableStore):
         return Path(self.database).expanduser()
 
     @contextmanager
-    def _connect(self, *, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the file, retrying while another process holds its lock; always closes it."""
-        if self.lock_retries < 0 or self.lock_retry_base_seconds < 0:
-            raise StorageMetadataError("lock_retries and lock_retry_base_seconds must be >= 0")
+    def _connect(self, *, read_only: bool, log: Any = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the file, waiting while another process holds its lock; always closes it.
+
+        ``log``: the run's logger (``context.log``) that hears about a wait; by default Dagster's
+        logger, which a step captures into the run's log as well.
+        """
+        if self.lock_timeout_seconds < 0 or self.lock_retry_base_seconds <= 0:
+            raise StorageMetadataError(
+                "lock_timeout_seconds must be >= 0 and lock_retry_base_seconds > 0"
+            )
         with connect_with_retries(
             self._path(),
             read_only=read_only,
-            retries=self.lock_retries,
+            timeout_seconds=self.lock_timeout_seconds,
             base_seconds=self.lock_retry_base_seconds,
             open_file=self._open,
             sleep=_sleep,  # looked up here, at call time, so a test can replace it
+            report=(log or dg.get_dagster_logger()).info,
         ) as con:
             yield con
 
@@ -166,7 +180,7 @@ class DuckDBIOManager(TableStore):
         incoming = to_arrow(frame, date_column=date_column, origin=origin)
 
         started = time.perf_counter()
-        with self._connect(read_only=False) as con:
+        with self._connect(read_only=False, log=context.log) as con:
             # DuckDB cannot register a frame without columns; an (allowed) empty output may be one.
             if incoming.num_columns:
                 con.register(INCOMING_VIEW, incoming)
@@ -188,11 +202,17 @@ class DuckDBIOManager(TableStore):
                         check_unique=self._check_unique,
                     )
                     con.execute("COMMIT")
-                except BaseException:
+                except BaseException as exc:
                     # If the transaction never began, ROLLBACK fails too; the first error is the
                     # one to report (closing the connection discards anything uncommitted).
                     with suppress(duckdb.Error):
                         con.execute("ROLLBACK")
+                    if isinstance(exc, duckdb.IOException):  # disk full, file size limit, EIO
+                        raise DatabaseWriteError(
+                            f"{origin}: writing DuckDB file {self._path()} failed; the write "
+                            f"was rolled back and the stored rows are unchanged (disk full?). "
+                            f"DuckDB said: {exc}"
+                        ) from exc
                     raise
             finally:
                 if incoming.num_columns:
@@ -282,7 +302,8 @@ class DuckDBIOManager(TableStore):
                 else ""
             )
             select = ", ".join(quote_identifier(c) for c in wanted)
-            loaded = con.execute(f"SELECT {select} FROM {qualified}{where}{order}", params)
+            # con.sql (a relation), not con.execute: duckdb 2 copies a DB-API result once more
+            loaded = con.sql(f"SELECT {select} FROM {qualified}{where}{order}", params=params)
             return frame_from_arrow(loaded.to_arrow_table())
 
     # --- input -----------------------------------------------------------------------------------
@@ -316,7 +337,7 @@ class DuckDBIOManager(TableStore):
 
         if not self._path().exists():
             return self._missing(wanted, shown, origin, no_partitions)
-        with self._connect(read_only=True) as con:
+        with self._connect(read_only=True, log=context.log) as con:
             stored = self._stored_columns(con, table)
             if stored is None:
                 return self._missing(wanted, shown, origin, no_partitions)
@@ -344,7 +365,7 @@ class DuckDBIOManager(TableStore):
                 params += [bounds.start, bounds.end]
             where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
             order = self._order(spec, by_lower)
-            result = con.execute(f"SELECT {select} FROM {qualified}{where}{order}", params)
+            result = con.sql(f"SELECT {select} FROM {qualified}{where}{order}", params=params)
             loaded = result.to_arrow_table()
         context.log.debug(f"{origin}: loaded {loaded.num_rows} row(s) from {shown}")
         return frame_from_arrow(loaded)

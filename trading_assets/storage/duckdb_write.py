@@ -26,6 +26,7 @@ from trading_assets.storage.contract import (
     quote_identifier,
 )
 from trading_assets.storage.duckdb_connection import display_name, qualified_name, stored_columns
+from trading_assets.storage.duckdb_integrity import record_key
 from trading_assets.storage.output_frames import untyped_columns
 
 # Name under which the output is registered with the connection for the INSERT.
@@ -78,6 +79,9 @@ def replace_rows(
         con.execute(f"CREATE TABLE {qualified} ({definition})")
     else:
         _evolve(con, schema, table, stored, incoming_types, date_column)
+    if spec.unique_key:
+        # The file records what must be unique, for the check after an unclean shutdown.
+        record_key(con, qualified, schema, table, tuple(spec.unique_key))
     stored = stored_columns(con, schema, table) or {}
     stored_lower = {name.lower() for name in stored}
 
@@ -93,7 +97,7 @@ def replace_rows(
         select = ", ".join(quote_identifier(c) for c in insert_columns)
         con.execute(f"INSERT INTO {qualified} BY NAME SELECT {select} FROM {INCOMING_VIEW}")
     check_unique(con, table, qualified, incoming, spec, origin)
-    (table_rows,) = con.execute(f"SELECT count(*) FROM {qualified}").fetchone()
+    (table_rows,) = con.execute(f"SELECT count(*) FROM {qualified}").fetchall()[0]
     return rows_deleted, stored, table_rows
 
 
@@ -166,7 +170,7 @@ def _delete(
         conditions.append(f"EXISTS (SELECT 1 FROM {INCOMING_VIEW} AS i WHERE {match})")
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     try:
-        (deleted,) = con.execute(f"DELETE FROM {qualified} AS t{where}", params).fetchone()
+        (deleted,) = con.execute(f"DELETE FROM {qualified} AS t{where}", params).fetchall()[0]
     except duckdb.BinderException as exc:
         raise StorageMetadataError(
             f"{origin}: cannot select the rows to replace in {qualified} (does the table have "
