@@ -5,10 +5,15 @@ run, recorded in a persistent Dagster instance (``$DAGSTER_HOME``, default ``./d
 ``dagster dev`` shows it afterwards with its full event log. ``--start/--end/--select`` change the
 range and the assets.
 
-It runs the job in this process (Dagster's in-process executor: steps one after another, which the
-DuckDB writer pool of 1 imposes anyway, without a Python process and a definitions load per step)
-and prints a progress report instead of Dagster's DEBUG event stream: each step with its rows,
-partitions and time, each check's outcome, warnings, and at the end where the tables and the UI are.
+It runs the job in this process (Dagster's in-process executor: steps one after another, as
+DuckDB's one writer per file makes them anyway, without a Python process and a definitions load
+per step) and prints a progress report instead of Dagster's DEBUG event stream: each step with its
+rows, partitions and time, each check's outcome, warnings, and at the end where the tables and the
+UI are. Before it starts it marks failed any earlier run whose process was killed
+(:mod:`trading_assets.runs`).
+
+``trading-assets dead-runs`` does only that; ``trading-assets repair-duckdb [FILE]`` repairs a file
+that a crash left with duplicated keys (:mod:`trading_assets.storage.duckdb_integrity`).
 """
 
 from __future__ import annotations
@@ -161,6 +166,7 @@ def run_range(select: str, start: str, end: str, out: TextIO = sys.stdout) -> in
     home = ensure_dagster_home()
     from trading_assets.definitions import defs
     from trading_assets.partitions import trading_days
+    from trading_assets.runs import fail_dead_runs
 
     started = time.perf_counter()
     repo = defs.get_repository_def()
@@ -187,6 +193,9 @@ def run_range(select: str, start: str, end: str, out: TextIO = sys.stdout) -> in
         f"DAGSTER_HOME={home}"
     )
     with dg.DagsterInstance.get() as instance:
+        # Without a daemon nothing else would notice a run killed earlier (kill -9, OOM).
+        for dead in fail_dead_runs(instance):
+            progress.say(f"marked dead run {dead.run_id} failed: {dead.reason}")
         result = job.with_logger_defs({"progress": _progress_logger(progress)}).execute_in_process(
             instance=instance,
             # only this logger: without a "loggers" section Dagster adds its DEBUG console logger
@@ -243,11 +252,73 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "init-home", help="create $DAGSTER_HOME (default ./dagster_home) with dagster.yaml"
     )
+    sub.add_parser(
+        "dead-runs",
+        help="mark failed the runs of $DAGSTER_HOME whose worker process was killed",
+    )
+    repair = sub.add_parser(
+        "repair-duckdb",
+        help="make every unique key unique again in a DuckDB file a crash left duplicated",
+    )
+    repair.add_argument(
+        "database", nargs="?", help="the DuckDB file (default: $TRADING_ASSETS_DUCKDB_PATH)"
+    )
     args = parser.parse_args(argv)
     if args.command == "init-home":
         print(f"export DAGSTER_HOME={ensure_dagster_home()}")
         return 0
+    if args.command == "dead-runs":
+        return report_dead_runs()
+    if args.command == "repair-duckdb":
+        return repair_duckdb(Path(args.database) if args.database else duckdb_path())
     return run_range(args.select, args.start, args.end)
+
+
+def report_dead_runs(out: TextIO = sys.stdout) -> int:
+    import dagster as dg
+
+    from trading_assets.runs import fail_dead_runs
+
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        dead = fail_dead_runs(instance)
+    for run in dead:
+        print(f"marked run {run.run_id} ({run.job_name}) failed: {run.reason}", file=out)
+    print(f"{len(dead)} dead run(s) marked failed", file=out)
+    return 0
+
+
+def repair_duckdb(path: Path, out: TextIO = sys.stdout) -> int:
+    """Open ``path`` without the check, repair duplicated keys, say what to materialise again."""
+    import duckdb
+
+    from trading_assets.storage.duckdb_integrity import mark_unverified, repair_duplicates
+
+    if not path.exists():
+        print(f"no DuckDB file at {path}", file=out)
+        return 1
+    mark_unverified(path)  # a crash during the repair leaves the file still to be verified
+    with duckdb.connect(str(path)) as con:
+        repaired = repair_duplicates(con, path)
+    for fix in repaired:
+        print(
+            f"{fix.table}: removed {fix.exact_copies_removed} exact duplicate row(s); deleted "
+            f"{fix.conflicting_keys_deleted} key(s) whose copies differed",
+            file=out,
+        )
+        if fix.conflicting_dates:
+            asset = fix.table.split(".", 1)[1].replace("__", "/")
+            first, last = fix.conflicting_dates
+            print(
+                f"  materialise them again: dagster asset materialize -m trading_assets.definitions "
+                f"--select {asset} --partition-range {first}...{last}",
+                file=out,
+            )
+    print(
+        f"{path}: every unique key is unique" + ("" if repaired else " (nothing to repair)"),
+        file=out,
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from trading_assets.assets.prices import raw_prices
 from trading_assets.assets.universe import symbols
 from trading_assets.jobs import ALL_JOBS
 from trading_assets.resources import FundamentalsResource, PriceSourceResource, UniverseResource
+from trading_assets.runs import dead_runs_sensor
 from trading_assets.schedules import ALL_SCHEDULES
 from trading_assets.storage.duckdb_io import DuckDBIOManager
 
@@ -62,5 +63,6 @@ defs = dg.Definitions(
     assets=[symbols, raw_prices, fundamentals, indicators, market_environment, watchlist],
     jobs=ALL_JOBS,
     schedules=ALL_SCHEDULES,
+    sensors=[dead_runs_sensor],
     resources=resources_for(DEPLOYMENT),
 )

@@ -36,7 +36,6 @@ STORED_AS_OF_KEY = "stored_as_of"
 @dg.asset(
     group_name="market",
     kinds={"pandas", "duckdb"},
-    pool="duckdb",
     # One growing table of dated snapshots: a write replaces only the as_of dates it carries.
     metadata={
         "partition_expr": "as_of",

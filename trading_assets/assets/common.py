@@ -11,13 +11,12 @@ from trading_assets.core.adjustments import restatement_plan
 from trading_assets.market_hours import first_session
 from trading_assets.partitions import sessions_in_window, trading_days
 
-# Every daily analytics asset: trading-session partitions, one run per range, the DuckDB writers' pool.
+# Every daily analytics asset: trading-session partitions, one run per range.
 DAILY = dict(
     partitions_def=trading_days,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="analytics",
     kinds={"pandas", "duckdb"},
-    pool="duckdb",
 )
 
 

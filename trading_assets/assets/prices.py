@@ -101,7 +101,6 @@ class RawPricesConfig(dg.Config):
     },
     partitions_def=trading_days,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
     check_specs=checks.raw_prices_check_specs(),
     # `--select raw_prices` works; price_revisions is required only when a run restates history.
     can_subset=True,

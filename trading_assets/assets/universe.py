@@ -13,7 +13,6 @@ UNIVERSE_METADATA_KEY = "symbols"
 @dg.asset(
     group_name="market",
     kinds={"pandas", "duckdb"},
-    pool="duckdb",
     metadata={"unique_key": ["symbol"]},
     # Lets `dagster asset materialize --select '*' --partition-range A...B` run the graph in one run.
     backfill_policy=dg.BackfillPolicy.single_run(),
