@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 from trading_assets.sources.sample import SAMPLE_END, SAMPLE_START
+from trading_assets.storage.duckdb_connection import LOCK_WAIT_MESSAGES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = "dagster_home"
@@ -77,12 +78,13 @@ class Progress:
         meta = getattr(record, "dagster_meta", None) or {}
         event = meta.get("dagster_event")
         step = meta.get("step_key") or (event.step_key if event is not None else None) or "-"
-        if event is None:  # a user log line (context.log): warnings and errors only
+        if event is None:  # a user log line (context.log): warnings, errors and lock waits
+            message = meta.get("orig_message", record.getMessage())
             if record.levelno >= logging.WARNING:
                 self.warnings += 1
-                self.say(
-                    f"  {logging.getLevelName(record.levelno).lower()} [{step}] {meta.get('orig_message', record.getMessage())}"
-                )
+                self.say(f"  {logging.getLevelName(record.levelno).lower()} [{step}] {message}")
+            elif message.startswith(LOCK_WAIT_MESSAGES):  # a wait must never look like a hang
+                self.say(f"  [{step}] {message}")
             return
         kind = event.event_type
         if kind == DagsterEventType.ASSET_MATERIALIZATION:

@@ -415,3 +415,44 @@ def test_a_read_only_path_refuses_writes_by_name_and_still_serves_reads(pristine
     assert "Read-only file system" in ran.stderr
     assert lines[-1] == f"READ {expected_signature(*OLD)[0]}"  # reads still work
     assert db.read_bytes() == before
+
+
+# --- the same through the project's own CLI ---------------------------------------------------
+
+
+def test_trading_assets_main_goes_on_after_the_run_holding_the_lock_is_killed(tmp_path):
+    db = tmp_path / "trading.duckdb"
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "TRADING_ASSETS_DUCKDB_PATH": str(db),
+    }
+    main = ["trading-assets", "main", "--select", "symbols,raw_prices"]
+    first = subprocess.Popen(main, env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not holds_lock(db):
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    first.send_signal(signal.SIGSTOP)  # frozen holding the lock
+    second = subprocess.Popen(main, env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    seen: list[str] = []
+    while not any("waiting for the lock on DuckDB file" in line for line in seen):
+        line = second.stdout.readline()
+        assert line, f"the second run ended without waiting: {seen}"
+        seen.append(line)
+    assert f"PID {first.pid}" in seen[-1]  # the console says whom it waits for
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    rest, _ = second.communicate(timeout=600)
+    assert second.returncode == 0, "".join(seen) + rest
+    assert "succeeded" in rest and "got the lock on DuckDB file" in rest
+
+    dead = subprocess.run(
+        ["trading-assets", "dead-runs"], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert f"failed: process {first.pid} no longer exists" in dead.stdout, dead.stdout
+    with duckdb.connect(str(db), read_only=True) as con:
+        (dupes,) = con.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM raw_prices GROUP BY symbol, date HAVING count(*) > 1)"
+        ).fetchall()[0]
+    assert dupes == 0

@@ -43,6 +43,8 @@ HOLDER_PATTERN = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID
 MAX_LOCK_BACKOFF_SECONDS = 5.0
 # While waiting, a reminder at INFO this often, so a long wait never looks like a hang.
 WAIT_REPORT_SECONDS = 60.0
+# How those INFO lines begin (trading-assets main shows them on the console too).
+LOCK_WAIT_MESSAGES = ("waiting for the lock on DuckDB file", "got the lock on DuckDB file")
 
 
 def lock_holder(message: str) -> str:
@@ -136,7 +138,7 @@ def connect_with_retries(
                 reported_at is None or waited - reported_at >= WAIT_REPORT_SECONDS
             ):
                 report(
-                    f"waiting for the lock on DuckDB file {path}: {holder} holds it (another "
+                    f"{LOCK_WAIT_MESSAGES[0]} {path}: {holder} holds it (another "
                     f"run writing, or a notebook); waited {waited:.0f}s so far, will wait up to "
                     f"{timeout_seconds:g}s"
                 )
@@ -148,7 +150,7 @@ def connect_with_retries(
             waited += max(delay, 0.0)
             attempt += 1
     if report is not None and reported_at is not None:
-        report(f"got the lock on DuckDB file {path} after waiting {waited:.1f}s")
+        report(f"{LOCK_WAIT_MESSAGES[1]} {path} after waiting {waited:.1f}s")
     try:
         yield con
     finally:
