@@ -53,19 +53,18 @@ def process_gone(pid: int, started_by: float) -> str | None:
     """Why process ``pid`` (which existed at unix time ``started_by``) is gone, or None if alive."""
     if pid == os.getpid():
         return None
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        fields = stat.read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return f"process {pid} no longer exists"
-    except OSError:  # no /proc (not Linux): ask the kernel whether the pid exists
+    if not Path("/proc/self/stat").exists():  # no procfs (macOS): ask the kernel for the pid
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return f"process {pid} no longer exists"
         except PermissionError:
-            return None
+            pass  # it exists, owned by another user
         return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return f"process {pid} no longer exists"
     state, start_ticks = fields[0], int(fields[19])
     if state in ("Z", "X"):
         return f"process {pid} has exited (zombie, not yet reaped by its parent)"

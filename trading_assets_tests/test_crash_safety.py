@@ -49,19 +49,16 @@ SPREAD = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 AFTER_WAL = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05)
 
 
+def writer_command(db: Path, version: int, first: str, last: str) -> list[str]:
+    module = "trading_assets_tests.crash_writer"
+    return [sys.executable, "-m", module, str(db), str(version), first, last]
+
+
 def start_writer(
     db: Path, version: int, first: str, last: str, env: dict | None = None
 ) -> subprocess.Popen:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trading_assets_tests.crash_writer",
-            str(db),
-            str(version),
-            first,
-            last,
-        ],
+        writer_command(db, version, first, last),
         cwd=PROJECT,
         env=env,
         stdout=subprocess.PIPE,
@@ -343,15 +340,7 @@ def run_writer(
     db: Path, version: int, first: str, last: str, **popen
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "trading_assets_tests.crash_writer",
-            str(db),
-            str(version),
-            first,
-            last,
-        ],
+        writer_command(db, version, first, last),
         cwd=PROJECT,
         capture_output=True,
         text=True,
