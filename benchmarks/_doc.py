@@ -1,9 +1,12 @@
-"""Shared by the benchmarks: the machine they ran on, writing one section of docs/benchmarks.md, and
-where the shared market data is (the tests' own rule: trading_assets_tests/shared_data.py)."""
+"""Shared by the benchmarks: the machine they ran on, writing one section of docs/benchmarks.md,
+where the shared market data is (the tests' own rule: trading_assets_tests/shared_data.py), and
+building a store from it with ``trading-assets main``."""
 
 import os
 import platform
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,6 +19,8 @@ from trading_assets_tests.shared_data import (  # noqa: E402
 )
 
 DOC = ROOT / "docs" / "benchmarks.md"
+# The shared data's full range: the first partition and the last session of the full store.
+FULL_START, FULL_END = "2000-01-03", "2025-07-23"
 HEADER = "# Benchmarks\n\nSpeed and memory targets are measured here, never asserted in tests. Each section says its command and machine.\n"
 
 
@@ -28,6 +33,14 @@ def write_section(text: str, doc: Path = DOC) -> None:
     head, sections = parts[0], ["## " + p for p in parts[1:]]
     sections = [s for s in sections if s.splitlines()[0] != heading] + [text.strip() + "\n"]
     doc.write_text(head.rstrip() + "\n\n" + "\n\n".join(s.strip() + "\n" for s in sorted(sections)))
+
+
+def publish(lines: list[str], write_doc: bool) -> None:
+    """Print a benchmark's section; with --write-doc also replace it in docs/benchmarks.md."""
+    text = "\n".join(lines)
+    print(text)
+    if write_doc:
+        write_section(text)
 
 
 def machine() -> str:
@@ -56,3 +69,24 @@ def shared_market() -> Path:
 def shared_prices_file() -> Path:
     """The shared prices_daily.parquet (see shared_market)."""
     return shared_market() / PRICES_FILE
+
+
+def run_main(home: Path, db: Path, prices: Path, universe: Path, start: str, end: str) -> float:
+    """Seconds of ``trading-assets main --start --end`` as a user runs it (a subprocess, files source,
+    DAGSTER_HOME ``home``, partitions from FULL_START); exits with its output if it fails."""
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "TRADING_ASSETS_DUCKDB_PATH": str(db),
+        "TRADING_ASSETS_PRICE_SOURCE": "files",
+        "TRADING_ASSETS_PRICES_PATH": str(prices),
+        "TRADING_ASSETS_UNIVERSE": str(universe),
+        "TRADING_ASSETS_START_DATE": FULL_START,
+    }
+    cmd = [sys.executable, "-m", "trading_assets.cli", "main", "--start", start, "--end", end]
+    began = time.perf_counter()
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - began
+    if res.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    return seconds

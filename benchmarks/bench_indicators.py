@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from _doc import ROOT, machine, shared_prices_file, write_section  # benchmarks/ is on sys.path
+from _doc import ROOT, machine, publish, shared_prices_file  # benchmarks/ is on sys.path
 
 from trading_assets.core.indicators import compute_indicators
 
@@ -321,10 +321,7 @@ def main() -> None:
         "sorting; other orders get two counting sorts. Timings on this 2-core VM move by up to 2x with",
         "other jobs' load, so compare rows of the same run.",
     ]
-    table = "\n".join(lines)
-    print(table)
-    if args.write_doc:
-        write_section(table)
+    publish(lines, args.write_doc)
 
 
 if __name__ == "__main__":

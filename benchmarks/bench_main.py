@@ -34,6 +34,8 @@ from pathlib import Path
 
 from _doc import (  # benchmarks/ is on sys.path when run as a script
     DOC,
+    FULL_END,
+    FULL_START,
     machine,
     shared_market,
     write_section,
@@ -41,7 +43,6 @@ from _doc import (  # benchmarks/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_END = "2025-07-23"
-FULL_START, FULL_END = "2000-01-03", "2025-07-23"
 HEADING = "## Main job: range-run bookkeeping (`trading-assets main`)"
 RESULTS_JSON = ROOT / "docs" / "bench_main_results.json"
 
