@@ -532,11 +532,96 @@ def test_unpartitioned_asset_replaces_the_whole_table(io, db_path):
     assert (meta["rows_deleted"].value, meta["row_count"].value) == (3, 2)
 
 
-def test_static_partitions_are_not_supported(io):
-    letters = dg.StaticPartitionsDefinition(["a", "b"])
-    static = price_asset(lambda c: pd.DataFrame({"x": [1]}), metadata={}, partitions_def=letters)
-    with pytest.raises(NotImplementedError, match="time-partitioned"):
-        run(static, io, key="a")
+STRATEGIES = dg.StaticPartitionsDefinition(["alpha", "beta", "gamma"])
+STRATEGY_METADATA = {
+    "partition_expr": "strategy",
+    "unique_key": ["strategy", "trade"],
+    "allow_empty": True,
+}
+
+
+def strategy_rows(keys, version: float, trades: int = 2) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"strategy": k, "trade": i, "pnl": version + i, "entry_date": day(ALL_SESSIONS[i])}
+            for k in keys
+            for i in range(trades)
+        ]
+    )
+
+
+def strategy_asset(produce, metadata=STRATEGY_METADATA) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="trades",
+        partitions_def=STRATEGIES,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        metadata=metadata,
+    )
+    def trades(context: dg.AssetExecutionContext) -> pd.DataFrame:
+        return produce(context)
+
+    return trades
+
+
+def test_a_static_partition_replaces_only_its_own_rows(io, db_path):
+    run(strategy_asset(lambda c: strategy_rows(c.partition_keys, 1.0)), io, keys=("alpha", "gamma"))
+    run(strategy_asset(lambda c: strategy_rows(c.partition_keys, 2.0, trades=1)), io, key="beta")
+    table = stored(db_path, "trades", "strategy, trade")
+    assert table[["strategy", "trade", "pnl"]].values.tolist() == [
+        ["alpha", 0, 1.0], ["alpha", 1, 2.0], ["beta", 0, 2.0], ["gamma", 0, 1.0], ["gamma", 1, 2.0],
+    ]  # fmt: skip
+    # the partition column stays text and other date columns stay dates
+    assert table["entry_date"].dt.date.tolist()[0] == day(ALL_SESSIONS[0])
+
+
+def test_an_empty_static_partition_deletes_its_rows_only_when_allowed(io, db_path):
+    run(strategy_asset(lambda c: strategy_rows(c.partition_keys, 1.0)), io, keys=("alpha", "gamma"))
+    empty = lambda c: strategy_rows([], 0.0)  # noqa: E731
+    run(strategy_asset(empty), io, key="beta")
+    run(strategy_asset(empty), io, key="alpha")
+    assert sorted(set(stored(db_path, "trades", "strategy")["strategy"])) == ["gamma"]
+    strict = {**STRATEGY_METADATA, "allow_empty": False}
+    with pytest.raises(EmptyOutputError):
+        run(strategy_asset(empty, strict), io, key="gamma")
+    assert len(stored(db_path, "trades", "strategy")) == 2
+
+
+def test_rows_of_another_static_partition_are_refused(io, db_path):
+    run(strategy_asset(lambda c: strategy_rows(["alpha"], 1.0)), io, key="alpha")
+    with pytest.raises(PartitionBoundsError, match="'strategy' outside the run's partitions"):
+        run(strategy_asset(lambda c: strategy_rows(["alpha", "beta"], 2.0)), io, key="alpha")
+    assert stored(db_path, "trades", "trade")["pnl"].tolist() == [1.0, 2.0]
+
+
+def test_inputs_load_their_static_partitions_or_all_of_them(io):
+    upstream = strategy_asset(lambda c: strategy_rows(c.partition_keys, 1.0))
+    run(upstream, io, keys=("alpha", "beta"))
+    seen = {}
+
+    @dg.asset(partitions_def=STRATEGIES, ins={"trades": dg.AssetIn()})
+    def per_strategy(trades: pd.DataFrame) -> None:
+        seen["per_strategy"] = sorted(set(trades["strategy"]))
+
+    @dg.asset(ins={"trades": dg.AssetIn()})
+    def summary(trades: pd.DataFrame) -> None:
+        seen["summary"] = sorted(set(trades["strategy"]))
+
+    io_managers = {"io_manager": io, "none": dg.mem_io_manager}
+    dg.materialize(
+        [upstream, per_strategy],
+        resources=io_managers,
+        selection=[per_strategy],
+        partition_key="beta",
+    )
+    dg.materialize([upstream, summary], resources=io_managers, selection=[summary])
+    assert seen == {"per_strategy": ["beta"], "summary": ["alpha", "beta"]}
+
+
+def test_multi_partitions_are_not_supported(io):
+    grid = dg.MultiPartitionsDefinition({"a": STRATEGIES, "b": STRATEGIES})
+    multi = price_asset(lambda c: pd.DataFrame({"x": [1]}), metadata={}, partitions_def=grid)
+    with pytest.raises(NotImplementedError, match="statically partitioned"):
+        run(multi, io, key="alpha|beta")
 
 
 # --- the file lock ------------------------------------------------------------------------------
@@ -574,7 +659,9 @@ def test_locked_file_waits_visibly_then_raises_after_the_timeout(io, db_path, mo
     failure = result.get_step_failure_events()[0].event_specific_data.error.cause
     assert failure.cls_name == "DatabaseLockedError"
     assert f"locked by PID {holder.pid}" in failure.message and "3 attempt(s)" in failure.message
-    assert waits == pytest.approx([0.01, 0.02])  # doubling from lock_retry_base_seconds until 0.03 s are spent
+    assert waits == pytest.approx(
+        [0.01, 0.02]
+    )  # doubling from lock_retry_base_seconds until 0.03 s are spent
     # The run's own log says, at INFO, what it waits for and who holds it.
     said = [
         e.user_message

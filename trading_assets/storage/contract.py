@@ -32,6 +32,12 @@ the half-open date interval ``[window.start.date(), window.end.date())`` in the 
 time zone. Trading-day windows run from one session to the next, so Friday's window ends on
 Monday; taking the window's own end date (not start + 1 day) keeps the two in step.
 
+Static partitions (e.g. one partition per strategy): ``partition_expr`` then names the TEXT column
+that holds the partition key (``"strategy"``). A run of partitions ``[k1, k2]`` replaces exactly the
+stored rows whose column holds k1 or k2 (an empty output, where allowed, deletes them), an output
+row with another key is refused (:class:`PartitionBoundsError`), and an input loads the rows of
+its partitions, or all of them for an unpartitioned downstream.
+
 Restatements: an output may also rewrite rows *before* its partition window, when the asset says
 so in the output's runtime metadata (``dg.Output(frame, metadata=Restatement(...).to_metadata())``,
 key ``restated_from``). This is how a re-adjusted price history (a split or dividend) or a bar
@@ -245,6 +251,17 @@ class DateBounds:
 
     def __str__(self) -> str:
         return f"[{self.start.isoformat()}, {self.end.isoformat()})"
+
+
+@dataclass(frozen=True)
+class KeyPartitions:
+    """The static partition keys a run covers: rows whose TEXT ``column`` holds one of ``keys``."""
+
+    column: str
+    keys: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.column} in {list(self.keys)}"
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from trading_assets.storage.contract import (
     DatabaseWriteError,
     DateBounds,
     InputSpec,
+    KeyPartitions,
     MissingTableError,
     OutputSpec,
     Restatement,
@@ -74,12 +75,22 @@ def _origin(context: dg.OutputContext | dg.InputContext) -> str:
     return label
 
 
-def _require_time_partitions(context: dg.OutputContext | dg.InputContext, origin: str) -> None:
-    if not isinstance(context.asset_partitions_def, dg.TimeWindowPartitionsDefinition):
+def _partitions(
+    context: dg.OutputContext | dg.InputContext, spec: OutputSpec, origin: str
+) -> DateBounds | KeyPartitions | None:
+    """The rows the context's partitions cover: a date window (time partitions) or partition keys
+    (static partitions); None when the asset is unpartitioned or no partition is asked for."""
+    if not context.has_asset_partitions or not context.asset_partition_keys:
+        return None
+    partitions_def = context.asset_partitions_def
+    if isinstance(partitions_def, dg.StaticPartitionsDefinition):
+        return KeyPartitions(spec.partition_expr, tuple(context.asset_partition_keys))
+    if not isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
         raise NotImplementedError(
-            f"{origin}: DuckDBIOManager stores time-partitioned (or unpartitioned) assets only; "
-            f"got {type(context.asset_partitions_def).__name__}"
+            f"{origin}: DuckDBIOManager stores time-partitioned, statically partitioned or "
+            f"unpartitioned assets only; got {type(partitions_def).__name__}"
         )
+    return date_bounds_for_window(context.asset_partitions_time_window)
 
 
 class DuckDBIOManager(TableStore):
@@ -166,17 +177,20 @@ class DuckDBIOManager(TableStore):
         origin = _origin(context)
         spec = OutputSpec.from_metadata(context.definition_metadata, origin=origin)
         table = table_name_for(context.asset_key.path)
-        bounds: DateBounds | None = None
-        if context.has_asset_partitions:
-            _require_time_partitions(context, origin)
-            bounds = date_bounds_for_window(context.asset_partitions_time_window)
+        covered = _partitions(context, spec, origin)
+        bounds = covered if isinstance(covered, DateBounds) else None
+        keys = covered if isinstance(covered, KeyPartitions) else None
         restatement = Restatement.from_metadata(context.output_metadata, origin=origin)
         if restatement and bounds is None:
-            raise StorageMetadataError(f"{origin}: only a partitioned output can restate rows")
+            raise StorageMetadataError(f"{origin}: only a time-partitioned output can restate rows")
         frame = prepare_output_frame(
-            obj, spec, bounds=bounds, origin=origin, restatement=restatement
+            obj, spec, bounds=bounds, origin=origin, restatement=restatement, keys=keys
         )
-        date_column = spec.partition_expr if (bounds or spec.partition_expr_explicit) else None
+        date_column = (
+            spec.partition_expr
+            if keys is None and (bounds or spec.partition_expr_explicit)
+            else None
+        )
         incoming = to_arrow(frame, date_column=date_column, origin=origin)
 
         started = time.perf_counter()
@@ -200,6 +214,7 @@ class DuckDBIOManager(TableStore):
                         origin,
                         restatement,
                         check_unique=self._check_unique,
+                        keys=keys,
                     )
                     con.execute("COMMIT")
                 except BaseException as exc:
@@ -326,14 +341,9 @@ class DuckDBIOManager(TableStore):
         table = table_name_for(context.asset_key.path)
         qualified, shown = self._qualified(table), self._display(table)
 
-        bounds: DateBounds | None = None
-        no_partitions = False
-        if context.has_asset_partitions:
-            _require_time_partitions(context, origin)
-            if context.asset_partition_keys:
-                bounds = date_bounds_for_window(context.asset_partitions_time_window)
-            else:
-                no_partitions = True  # e.g. the partition before a self-dependent asset's first
+        covered = _partitions(context, spec, origin)
+        # e.g. the partition before a self-dependent asset's first
+        no_partitions = context.has_asset_partitions and not context.asset_partition_keys
 
         if not self._path().exists():
             return self._missing(wanted, shown, origin, no_partitions)
@@ -354,15 +364,19 @@ class DuckDBIOManager(TableStore):
             params: list[Any] = []
             if no_partitions:
                 conditions.append("FALSE")
-            elif bounds is not None:
+            elif covered is not None:
                 if spec.partition_expr.lower() not in by_lower:
                     raise StorageMetadataError(
                         f"{origin}: {shown} has no partition column {spec.partition_expr!r}; "
                         f"it has {list(stored)}"
                     )
                 column = quote_identifier(spec.partition_expr)
-                conditions.append(f"{column} >= ? AND {column} < ?")
-                params += [bounds.start, bounds.end]
+                if isinstance(covered, KeyPartitions):
+                    conditions.append(f"CAST({column} AS VARCHAR) IN (SELECT unnest(?))")
+                    params.append(list(covered.keys))
+                else:
+                    conditions.append(f"{column} >= ? AND {column} < ?")
+                    params += [covered.start, covered.end]
             where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
             order = self._order(spec, by_lower)
             result = con.sql(f"SELECT {select} FROM {qualified}{where}{order}", params=params)

@@ -18,6 +18,7 @@ from trading_assets.storage.column_types import canonical_type, is_safe_cast
 from trading_assets.storage.contract import (
     DateBounds,
     DuplicateKeyError,
+    KeyPartitions,
     OutputFrameError,
     OutputSpec,
     Restatement,
@@ -53,6 +54,7 @@ def replace_rows(
     restatement: Restatement,
     *,
     check_unique: UniqueCheck,
+    keys: KeyPartitions | None = None,
 ) -> tuple[int, dict[str, str], int]:
     """Everything between BEGIN and COMMIT. Returns (rows deleted, columns, rows in table)."""
     qualified = qualified_name(schema, table)
@@ -85,7 +87,7 @@ def replace_rows(
     stored = stored_columns(con, schema, table) or {}
     stored_lower = {name.lower() for name in stored}
 
-    rows_deleted = _delete(con, qualified, incoming, spec, bounds, origin, restatement)
+    rows_deleted = _delete(con, qualified, incoming, spec, bounds, origin, restatement, keys)
     # Untyped (all-null) output columns the table lacks are left out; the others go BY NAME,
     # so column order never matters and stored columns the output lacks become NULL.
     insert_columns = [
@@ -143,10 +145,15 @@ def _delete(
     bounds: DateBounds | None,
     origin: str,
     restatement: Restatement,
+    keys: KeyPartitions | None = None,
 ) -> int:
-    """Delete the rows this output replaces (the window, and restated rows before it)."""
+    """Delete the rows this output replaces (the window, and restated rows before it; or the
+    static partitions' rows)."""
     conditions: list[str] = []
     params: list[Any] = []
+    if keys is not None:
+        conditions.append(f"CAST({quote_identifier(keys.column)} AS VARCHAR) IN (SELECT unnest(?))")
+        params.append(list(keys.keys))
     if bounds is not None:
         column = quote_identifier(spec.partition_expr)
         # The window, reaching back to a restatement's first date for every row or per key.

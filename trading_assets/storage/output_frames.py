@@ -17,6 +17,7 @@ from trading_assets.storage.contract import (
     ALLOW_EMPTY,
     DateBounds,
     EmptyOutputError,
+    KeyPartitions,
     OutputFrameError,
     OutputSpec,
     PartitionBoundsError,
@@ -97,6 +98,18 @@ def check_within_bounds(
         )
 
 
+def check_within_keys(values: pd.Series, keys: KeyPartitions, origin: str) -> None:
+    """Raise PartitionBoundsError if a row's partition key is null or not one of the run's keys."""
+    outside = ~values.isin(keys.keys)
+    if outside.any():
+        bad = sorted({str(v) for v in values[outside]})
+        raise PartitionBoundsError(
+            f"{origin}: {int(outside.sum())} row(s) have {keys.column!r} outside the run's "
+            f"partitions {list(keys.keys)} (e.g. {_examples(bad)}); an asset must return only "
+            "the partitions it was asked for, so nothing was written"
+        )
+
+
 def prepare_output_frame(
     obj: object,
     spec: OutputSpec,
@@ -104,10 +117,12 @@ def prepare_output_frame(
     bounds: DateBounds | None,
     origin: str,
     restatement: Restatement | None = None,
+    keys: KeyPartitions | None = None,
 ) -> pd.DataFrame:
     """Validate an asset's output against the contract and return a normalised copy.
 
-    ``bounds`` is the partition window's dates for a time-partitioned output, None otherwise.
+    ``bounds`` is the partition window's dates for a time-partitioned output, None otherwise;
+    ``keys`` the partition keys of a statically partitioned one (its column is text, not a date).
     The partition column comes back as midnight datetime64; :func:`to_arrow` makes it DATE.
     Raises OutputFrameError (not a DataFrame, a named index, clashing column names, a missing or
     null partition/key column, bad dates), PartitionBoundsError, or EmptyOutputError.
@@ -140,9 +155,16 @@ def prepare_output_frame(
             )
 
     date_column = (
-        spec.partition_expr if (bounds is not None or spec.partition_expr_explicit) else None
+        spec.partition_expr
+        if keys is None and (bounds is not None or spec.partition_expr_explicit)
+        else None
     )
-    required = [*((date_column,) if date_column else ()), *spec.replace_keys, *spec.unique_key]
+    required = [
+        *((date_column,) if date_column else ()),
+        *((keys.column,) if keys else ()),
+        *spec.replace_keys,
+        *spec.unique_key,
+    ]
     missing = [c for c in dict.fromkeys(required) if c not in frame.columns]
     if missing and not frame.empty:
         raise OutputFrameError(
@@ -156,6 +178,8 @@ def prepare_output_frame(
         if bounds is not None:
             lower = restatement.lower_bounds(frame, bounds.start) if restatement else None
             check_within_bounds(frame[date_column], bounds, date_column, origin, lower)
+    if keys is not None and not frame.empty:
+        check_within_keys(frame[keys.column], keys, origin)
     for column in dict.fromkeys((*spec.replace_keys, *spec.unique_key)):
         if column in frame.columns and frame[column].isna().any():
             raise OutputFrameError(
