@@ -16,6 +16,18 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter
+
+from trading_assets.core.report import (
+    BENCHMARK_COLOR,
+    DRAWDOWN_COLOR,
+    LOG_SCALE_SPAN,
+    STRATEGY_COLOR,
+    ReportInputError,
+    drawdown_series,
+    equity_series,
+    rebase_benchmark,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -103,3 +115,77 @@ def png_data_uri_markdown(png: bytes, alt: str) -> str:
     # Brackets or line breaks in the alt text would end the markdown image early.
     safe_alt = " ".join(str(alt).replace("[", "(").replace("]", ")").split())
     return f"![{safe_alt}](data:image/png;base64,{base64.b64encode(bytes(png)).decode('ascii')})"
+
+
+def _equity_or_raise(equity: pd.Series) -> pd.Series:
+    try:
+        curve = equity_series(equity)
+    except ReportInputError as exc:
+        raise PlotInputError(str(exc)) from exc
+    if curve.empty:
+        raise PlotInputError("no sessions to plot")
+    return curve
+
+
+def _time_axis(ax, title: str) -> None:
+    ax.xaxis.set_major_locator(mdates.AutoDateLocator())
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
+    ax.set_title(title, loc="left")
+    ax.grid(axis="y", linewidth=0.4, alpha=0.5)
+
+
+def _figure_png(fig: Figure) -> bytes:
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=PLOT_DPI)
+    return buf.getvalue()
+
+
+def equity_curve_png(
+    equity: pd.Series, benchmark: pd.Series | None = None, *, benchmark_label: str = "SPY"
+) -> bytes:
+    """The strategy's daily equity against the benchmark rebased to the same starting equity (see
+    report.rebase_benchmark); a log scale when the lines span more than LOG_SCALE_SPAN, as the
+    HTML report. Raises PlotInputError when there is no session."""
+    curve = _equity_or_raise(equity)
+    bench = rebase_benchmark(benchmark, curve)
+    fig = Figure(figsize=PLOT_SIZE_INCHES, dpi=PLOT_DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    x = mdates.date2num(curve.index.to_numpy())
+    ax.plot(x, curve.to_numpy(), color=STRATEGY_COLOR, linewidth=1.0, label="Strategy")
+    lines = [curve]
+    if bench is not None:
+        valid = bench.dropna()
+        ax.plot(
+            mdates.date2num(valid.index.to_numpy()),
+            valid.to_numpy(),
+            color=BENCHMARK_COLOR,
+            linewidth=1.0,
+            label=f"{benchmark_label} (rebased)",
+        )
+        lines.append(valid)
+    values = pd.concat(lines)
+    if values.min() > 0 and values.max() / values.min() > LOG_SCALE_SPAN:
+        ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    _time_axis(ax, f"Equity vs {benchmark_label}" if bench is not None else "Equity")
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    return _figure_png(fig)
+
+
+def drawdown_png(equity: pd.Series) -> bytes:
+    """Equity below its running peak, in percent, shaded down from zero. Raises PlotInputError when
+    there is no session."""
+    drawdown = drawdown_series(_equity_or_raise(equity)) * 100.0
+    fig = Figure(figsize=PLOT_SIZE_INCHES, dpi=PLOT_DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    x = mdates.date2num(drawdown.index.to_numpy())
+    ax.fill_between(x, drawdown.to_numpy(), 0.0, color=DRAWDOWN_COLOR, alpha=0.3, linewidth=0)
+    ax.plot(x, drawdown.to_numpy(), color=DRAWDOWN_COLOR, linewidth=0.8)
+    ax.set_ylim(top=0.0)
+    ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+    _time_axis(ax, f"Drawdown (deepest {drawdown.min():.1f}%)")
+    return _figure_png(fig)
