@@ -320,14 +320,14 @@ def rows(result):
 def test_no_new_entries_in_environment_d_and_unusable_plans_skipped():
     plans = [
         plan("AAA", 0, 100, 50.0, 45.0),  # signal session D: no entry on DAYS[1]
-        plan("AAA", 2, 100, 50.0, 45.0),  # A: entered on DAYS[3]
+        plan("AAA", 2, 100, 50.0, 45.0),  # A: entered on DAYS[3], a D session (the signal's counts)
         plan("BBB", 2, 0, 50.0, 45.0),  # no shares
         plan("CCC", 2, 100, 50.0, 45.0, status="heat_exceeded"),
         plan("DDD", 2, 100, 50.0, 45.0, status="unsized: atr_14 missing or not positive"),
         plan("EEE", 4, 100, 50.0, 45.0),  # session absent from the environment frame
     ]
     bars = [bars_of(s, [50.0] * 6) for s in ("AAA", "BBB", "CCC", "DDD", "EEE")]
-    result = run(bars, plans, env("DBAB"))
+    result = run(bars, plans, env("DBAD"))
     assert rows(result) == [("AAA", DAYS[3], 100, None, None)]
     assert result.equity.tolist() == [100_000.0] * 6
 
@@ -342,6 +342,17 @@ def test_heat_limit_counts_the_open_positions_risk():
     assert [r[:3] for r in rows(with_open)] == [("AAA", DAYS[1], 100), ("CCC", DAYS[2], 20)]
     alone = run(bars, [bbb, ccc])  # without the open position BBB is taken, and CCC on top
     assert [r[:3] for r in rows(alone)] == [("BBB", DAYS[2], 50), ("CCC", DAYS[2], 20)]
+
+
+def test_the_days_candidates_in_rs_rating_order_ties_by_symbol():
+    # Room for one risk of 2,000 under the 2,500 limit: the plan's order decides which.
+    bars = [bars_of(s, [50.0] * 3) for s in ("AAA", "BBB", "ZZZ")]
+    by_rs = [plan("AAA", 0, 100, 50.0, 30.0, rs=80.0), plan("ZZZ", 0, 100, 50.0, 30.0, rs=90.0)]
+    assert [r[0] for r in rows(run(bars, by_rs))] == ["ZZZ"]
+    tied = [plan("ZZZ", 0, 100, 50.0, 30.0), plan("BBB", 0, 100, 50.0, 30.0)]
+    assert [r[0] for r in rows(run(bars, tied))] == ["BBB"]
+    unrated = [plan("AAA", 0, 100, 50.0, 30.0, rs=np.nan), plan("ZZZ", 0, 100, 50.0, 30.0)]
+    assert [r[0] for r in rows(run(bars, unrated))] == ["ZZZ"]
 
 
 def test_thirds_at_10_and_20_pct_then_the_trail_under_sma_50():

@@ -4,7 +4,7 @@ The rule (issue): enter the day's watchlist rows with the sizing plan's shares, 
 environment D; the portfolio heat limit counts the open positions' risk too (the watchlist's
 per-day heat is only a plan); exit at the stop, sell a third at +10 % and a third at +20 %, trail
 the rest under sma_50; one shared cash account starting at ``equity``. Fills and costs follow
-result.py through fills.py.
+result.py through fills.py. ``params``: ``target_1_pct`` and ``target_2_pct`` (0.10, 0.20).
 
 Where the rule is silent, a trader's reading, settled here:
 
@@ -13,7 +13,8 @@ Where the rule is silent, a trader's reading, settled here:
   0 < stop < entry. The day's candidates are taken in the plan's order: rs_rating descending
   (null last), ties symbol ascending. The plan's shares are used as they are (the watchlist was
   sized for its own equity setting; rescaling them would be another rule). A symbol held, or with
-  an entry order waiting, is not bought again; one closed earlier the same day may be.
+  an entry order waiting, is not bought again; one closed earlier the same day may be. A row whose
+  date is no session of ``bars``, or whose symbol has no bars, is never a candidate.
 - **Environment.** The signal session's row of ``market_environment`` decides: environment D, or a
   date absent there or with a null environment, means no new entry. Its ``heat_limit`` (not the
   watchlist's copy) sets the limit.
@@ -354,7 +355,8 @@ def _record(ints, floats, t, entry_row, entry_price, stop, shares, exit_row, exi
 @numba.njit(cache=True)
 def _momentum_kernel(bounds, date_codes, open_, high, low, close, trail, tradable,
                      c_session, c_symbol, c_cursor, c_shares, c_entry, c_stop, c_heat_limit,
-                     cash, rate, slippage, target_1_pct, target_2_pct, equity, ints, floats):  # fmt: skip
+                     cash, rate, slippage, target_1_pct, target_2_pct, equity, ints,
+                     floats):  # fmt: skip
     """Sessions in date order; returns the number of trade rows written. Per-symbol state (one
     position or waiting entry per symbol); ``active`` lists those symbols in acceptance order."""
     n_symbols = bounds.shape[0] - 1
