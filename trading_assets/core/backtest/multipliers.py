@@ -68,7 +68,7 @@ def read_multipliers_csv(path: str | Path) -> pd.DataFrame:
         raise MultiplierError(f"{path}: not a readable CSV: {exc}") from exc
     # Line numbers hold while the file has no quoted field spanning lines (the reasoning column
     # is meant to be one line).
-    return _validated(frame, str(path), lambda i: f"{path} line {i + 2}")
+    return _validated(frame, str(path), lambda i: f"line {i + 2}")
 
 
 def multipliers_by_session(frame: pd.DataFrame | None, sessions: np.ndarray) -> np.ndarray:
@@ -110,7 +110,7 @@ def _validated(frame: object, what: str, locate: Callable[[int], str]) -> pd.Dat
             bad = ~np.isfinite(values) | (values < MULTIPLIER_MIN) | (values > MULTIPLIER_MAX)
             rule = f"a number in [{MULTIPLIER_MIN}, {MULTIPLIER_MAX}]"
         problems += [
-            f"{locate(i)}: {name}={frame[name].iloc[i]!r} must be {rule}"
+            f"{locate(i)}: {name}={_shown(frame[name].iloc[i])} must be {rule}"
             for i in np.flatnonzero(bad)
         ]
         numbers[name] = values
@@ -128,6 +128,11 @@ def _validated(frame: object, what: str, locate: Callable[[int], str]) -> pd.Dat
         "source": frame["source"].astype(object).where(frame["source"].notna(), None),
     })  # fmt: skip
     return out.iloc[order].reset_index(drop=True)[list(COLUMNS)]
+
+
+def _shown(value: object) -> str:
+    """A cell as a reader wrote it: 2.5, nan, 'high' (not np.float64(2.5))."""
+    return repr(float(value)) if isinstance(value, float | np.floating) else repr(value)
 
 
 def _days(dates: pd.Series, locate: Callable[[int], str], what: str = "dates") -> np.ndarray:
