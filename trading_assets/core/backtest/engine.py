@@ -14,6 +14,7 @@ frame fails loudly whichever strategy is run).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -147,7 +148,7 @@ def _indicator_columns(params: Any) -> tuple[str, ...]:
 def _check_equity(equity: object) -> None:
     if (
         isinstance(equity, bool)
-        or not isinstance(equity, int | float)
+        or not isinstance(equity, numbers.Real)
         or not math.isfinite(equity)
         or equity <= 0
     ):

@@ -12,6 +12,7 @@ Exit-reason codes for the kernels' trade records (ledger.py turns them into labe
 from __future__ import annotations
 
 import math
+import numbers
 
 import numba
 
@@ -25,7 +26,7 @@ OPEN, EXIT_SIGNAL, EXIT_STOP, EXIT_TARGET = 0, 1, 2, 3
 
 def bps_rate(bps: float, what: str) -> float:
     """``bps`` basis points as a rate; BacktestInputError unless a finite number >= 0."""
-    if isinstance(bps, bool) or not isinstance(bps, int | float) or not math.isfinite(bps):
+    if isinstance(bps, bool) or not isinstance(bps, numbers.Real) or not math.isfinite(bps):
         raise BacktestInputError(f"{what} must be a finite number of basis points, got {bps!r}")
     if bps < 0:
         raise BacktestInputError(f"{what} must be >= 0 basis points, got {bps!r}")
@@ -65,7 +66,7 @@ def stop_or_target(open_price, high, low, stop, target, side):
     An open beyond the stop (or the target) fills there at the open: the gap is known to come
     first. Otherwise a range that reaches the stop fills at the stop, even when it also reaches
     the target (the path inside the bar is unknown: assume the worse), else at the target.
-    Pass target = nan (long) / nan (short) for a stop alone: NaN comparisons are false.
+    Pass target = NaN for a stop alone (NaN compares false, so it is never reached).
     """
     if side > 0:
         if open_price <= stop:

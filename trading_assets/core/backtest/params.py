@@ -7,6 +7,7 @@ overrides applied; an unknown name or a bad value is a BacktestInputError naming
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -106,7 +107,7 @@ def _checked(strategy: str, name: str, value: Any) -> Any:
                 f"{strategy} parameter {name}={value!r} must be one of {list(MOVING_AVERAGE_COLUMNS)}"
             )
         return value
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise BacktestInputError(f"{strategy} parameter {name}={value!r} must be a finite number")
     low, high, low_in, high_in = _RANGES[name]
     if (value < low or (value == low and not low_in)) or (
