@@ -64,7 +64,7 @@ def reference(bars, watchlist, environment, equity, commission_bps, slippage_bps
                            / (shares * (pos["price"] - pos["stop"])),
                            exit_reason=reason))  # fmt: skip
         pos["left"] -= shares
-        if pos["left"] == 0 or reason in ("stop", "signal"):
+        if pos["left"] == 0 or reason in ("stop", "trail_sma_50"):
             del positions[sym]
 
     for today in sorted(by_day):
@@ -72,7 +72,7 @@ def reference(bars, watchlist, environment, equity, commission_bps, slippage_bps
         for sym in list(positions):  # the open: trail sells
             b = bars_today.get(sym)
             if tradable(b) and positions[sym]["trail"]:
-                sell(sym, positions[sym]["left"], b.open * (1 - slip), today, "signal")
+                sell(sym, positions[sym]["left"], b.open * (1 - slip), today, "trail_sma_50")
         for sym in list(orders):  # then the waiting entries, in the order they were accepted
             b = bars_today.get(sym)
             if not tradable(b):
@@ -97,13 +97,13 @@ def reference(bars, watchlist, environment, equity, commission_bps, slippage_bps
                 elif b.open >= target:
                     pos["hits"] += 1
                     if pos["third"]:
-                        sell(sym, pos["third"], b.open, today, "target")
+                        sell(sym, pos["third"], b.open, today, f"target_{pos['hits']}")
                 elif b.low <= pos["stop"]:
                     sell(sym, pos["left"], pos["stop"], today, "stop")
                 elif b.high >= target:
                     pos["hits"] += 1
                     if pos["third"]:
-                        sell(sym, pos["third"], target, today, "target")
+                        sell(sym, pos["third"], target, today, f"target_{pos['hits']}")
                 else:
                     break
         for sym, pos in positions.items():  # the close
@@ -220,7 +220,7 @@ def test_real_data_equals_reference(real, equity, commission, slippage, heat_sca
     )
     # Non-trivial: every kind of exit, thirds, an open remainder, heat skips of sized plans.
     assert len(trades) > 100
-    assert {"stop", "target", "signal", None} <= set(trades["exit_reason"])
+    assert {"stop", "target_1", "target_2", "trail_sma_50", None} <= set(trades["exit_reason"])
     entered = trades.groupby(["symbol", "entry_date"])["shares"].sum()
     sized = watchlist[(watchlist["sizing_status"] == "sized") & (watchlist["environment"] != "D")]
     assert len(entered) < 0.5 * len(sized)
@@ -364,9 +364,9 @@ def test_thirds_at_10_and_20_pct_then_the_trail_under_sma_50():
                  commission=1.0, slippage=10.0)  # fmt: skip
     t = result.trades
     assert rows(result) == [
-        ("AAA", DAYS[1], 33, DAYS[2], "target"),
-        ("AAA", DAYS[1], 33, DAYS[3], "target"),  # gapped over +20 %: at the open
-        ("AAA", DAYS[1], 34, DAYS[5], "signal"),  # the rest at the next open, with slippage
+        ("AAA", DAYS[1], 33, DAYS[2], "target_1"),
+        ("AAA", DAYS[1], 33, DAYS[3], "target_2"),  # gapped over +20 %: at the open
+        ("AAA", DAYS[1], 34, DAYS[5], "trail_sma_50"),  # the rest at the next open, with slippage
     ]
     assert t["entry_price"].tolist() == pytest.approx([100.1] * 3)
     assert t["exit_price"].tolist() == pytest.approx([110.11, 122.0, 113 * 0.999])

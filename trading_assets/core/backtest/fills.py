@@ -20,8 +20,10 @@ from trading_assets.core.backtest.result import BacktestInputError
 
 BPS = 1e-4  # one basis point
 
-# Kernel codes of exit_reason (0: the trade is still open at the last bar).
+# Kernel codes of exit_reason (0: the trade is still open at the last bar). watchlist_momentum
+# names its two scale-out targets and its sma_50 trail exit.
 OPEN, EXIT_SIGNAL, EXIT_STOP, EXIT_TARGET = 0, 1, 2, 3
+EXIT_TARGET_1, EXIT_TARGET_2, EXIT_TRAIL = 4, 5, 6
 
 
 def bps_rate(bps: float, what: str) -> float:

@@ -15,7 +15,15 @@ import numpy as np
 import pandas as pd
 
 from trading_assets.core.backtest.bars import Bars
-from trading_assets.core.backtest.fills import EXIT_SIGNAL, EXIT_STOP, EXIT_TARGET, OPEN
+from trading_assets.core.backtest.fills import (
+    EXIT_SIGNAL,
+    EXIT_STOP,
+    EXIT_TARGET,
+    EXIT_TARGET_1,
+    EXIT_TARGET_2,
+    EXIT_TRAIL,
+    OPEN,
+)
 from trading_assets.core.backtest.result import LONG, SHORT, TRADE_COLUMNS, BacktestResult
 
 SETUP_NONE, SETUP_MR, SETUP_TC = 0, 1, 2  # kernel codes of the ``setup`` column
@@ -27,6 +35,9 @@ EXIT_REASONS: dict[int, str | None] = {
     EXIT_SIGNAL: "signal",
     EXIT_STOP: "stop",
     EXIT_TARGET: "target",
+    EXIT_TARGET_1: "target_1",
+    EXIT_TARGET_2: "target_2",
+    EXIT_TRAIL: "trail_sma_50",
 }
 _EXIT_LABELS = np.array([EXIT_REASONS[c] for c in sorted(EXIT_REASONS)], dtype=object)
 _SIDE_LABELS = np.array([SHORT, None, LONG], dtype=object)  # by side + 1

@@ -40,7 +40,7 @@ Where the rule is silent, a trader's reading, settled here:
   there at the open; a range holding both assumes the stop); a filled first target lets the same
   bar reach the second, against the stop again.
 - **Trail.** A tradable close below a finite sma_50 while held, from the entry session on, sells
-  everything left at the symbol's next tradable open (exit_reason 'signal'). It guards the whole
+  everything left at the symbol's next tradable open (exit_reason 'trail_sma_50'; the thirds are 'target_1' and 'target_2'). It guards the whole
   position, not only the last third: a close under the 50-day breaks the screen's own premise,
   and a position that never reaches +10 % would otherwise sit until its stop.
 - **Bars.** A non-tradable bar is not traded on: no fill, no stop or target, no trail signal, the
@@ -68,9 +68,11 @@ import pandas as pd
 
 from trading_assets.core.backtest.bars import Bars, prepare_bars
 from trading_assets.core.backtest.fills import (
-    EXIT_SIGNAL,
     EXIT_STOP,
     EXIT_TARGET,
+    EXIT_TARGET_1,
+    EXIT_TARGET_2,
+    EXIT_TRAIL,
     OPEN,
     affordable_shares,
     bps_rate,
@@ -396,7 +398,7 @@ def _momentum_kernel(bounds, date_codes, open_, high, low, close, trail, tradabl
                 price = exit_fill(open_[r], 1, slippage)
                 cash += remaining[s] * price - commission(remaining[s], price, rate)
                 t = _record(ints, floats, t, entry_row[s], entry_price[s], stop[s], remaining[s],
-                            r, price, EXIT_SIGNAL, rate)  # fmt: skip
+                            r, price, EXIT_TRAIL, rate)  # fmt: skip
                 state[s] = _FLAT
         for k in range(n_active):
             s = active[k]
@@ -441,8 +443,9 @@ def _momentum_kernel(bounds, date_codes, open_, high, low, close, trail, tradabl
                     n = third[s]
                     if n > 0:
                         cash += n * price - commission(n, price, rate)
+                        reason = EXIT_TARGET_1 if stage[s] == 1 else EXIT_TARGET_2
                         t = _record(ints, floats, t, entry_row[s], entry_price[s], stop[s], n, r,
-                                    price, EXIT_TARGET, rate)  # fmt: skip
+                                    price, reason, rate)  # fmt: skip
                         remaining[s] -= n
                 else:
                     break

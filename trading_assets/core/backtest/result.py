@@ -3,8 +3,9 @@
 Fills (no look-ahead): a signal judged at the close of session t fills at the OPEN of session t+1
 (the symbol's next bar), moved against the trader by ``slippage_bps`` (a buy pays more, a sell
 receives less). A stop or target touched inside a bar fills at the stop/target price, or at the
-bar's open when the bar opened beyond it (a gap through). When a bar's range holds both the stop
-and the target, the stop is assumed. Stop and target fills carry no slippage beyond the gap rule.
+bar's open when the bar opened beyond it (a gap through: beyond the stop, the stop fills at the
+open; else beyond the target, the target fills at the open, as the gap came first). When a bar's
+range holds both the stop and the target, the stop is assumed. Stop and target fills carry no slippage beyond the gap rule.
 Commission: ``commission_bps`` of the traded notional on each side, reported in ``fees``.
 
 Trades: one row per round trip (a partial exit is its own row with the shares it sold); a trade
