@@ -254,7 +254,9 @@ def _drawdown_section(equity: pd.Series) -> str:
     trough = underwater.idxmin()
     peak = equity.loc[:trough].idxmax()
     series = [ChartSeries("drawdown", "Drawdown", underwater, DRAWDOWN_COLOR, fill_to=0.0)]
-    body = line_chart_svg("drawdown-chart", "Drawdown", series, lambda v: format_percent(v, 0))
+    # ticks of a shallow drawdown are fractions of a percent apart: enough digits to tell them apart
+    digits = 0 if underwater[trough] <= -0.05 else 1 if underwater[trough] <= -0.005 else 2
+    body = line_chart_svg("drawdown-chart", "Drawdown", series, lambda v: format_percent(v, digits))
     if underwater[trough] < 0:
         note = (
             f"Deepest: {format_percent(underwater[trough])} on {trough.date().isoformat()} "
