@@ -9,14 +9,23 @@ import dagster as dg
 
 from trading_assets import settings
 from trading_assets.assets.analytics import fundamentals, watchlist
+from trading_assets.assets.backtests import backtests, threshold_multipliers
 from trading_assets.assets.indicators import indicators
 from trading_assets.assets.market import market_environment
+from trading_assets.assets.performance import performance_metrics, performance_report, trade_journal
 from trading_assets.assets.prices import raw_prices
 from trading_assets.assets.universe import symbols
 from trading_assets.jobs import ALL_JOBS
-from trading_assets.resources import FundamentalsResource, PriceSourceResource, UniverseResource
+from trading_assets.resources import (
+    FundamentalsResource,
+    PriceSourceResource,
+    ReportStoreResource,
+    TradeJournalResource,
+    UniverseResource,
+)
 from trading_assets.runs import dead_runs_sensor
 from trading_assets.schedules import ALL_SCHEDULES
+from trading_assets.sensors import portfolio_after_daily
 from trading_assets.storage.duckdb_io import DuckDBIOManager
 
 
@@ -46,6 +55,10 @@ def local_resources() -> dict[str, object]:
             price_source_kind=source,
             yahoo_base_url=_env_or(settings.YAHOO_BASE_URL, None),
         ),
+        "trade_file": TradeJournalResource(path=_env_or(settings.TRADES_PATH, None)),
+        "report_store": ReportStoreResource(
+            directory=_env_or(settings.REPORTS_DIR, settings.DEFAULT_REPORTS_DIR)
+        ),
     }
 
 
@@ -60,9 +73,21 @@ def resources_for(deployment: str) -> dict[str, object]:
 DEPLOYMENT = settings.choice(settings.DEPLOYMENT, settings.DEFAULT_DEPLOYMENT, settings.DEPLOYMENTS)
 
 defs = dg.Definitions(
-    assets=[symbols, raw_prices, fundamentals, indicators, market_environment, watchlist],
+    assets=[
+        symbols,
+        raw_prices,
+        fundamentals,
+        indicators,
+        market_environment,
+        watchlist,
+        threshold_multipliers,
+        backtests,
+        trade_journal,
+        performance_metrics,
+        performance_report,
+    ],
     jobs=ALL_JOBS,
     schedules=ALL_SCHEDULES,
-    sensors=[dead_runs_sensor],
+    sensors=[dead_runs_sensor, portfolio_after_daily],
     resources=resources_for(DEPLOYMENT),
 )

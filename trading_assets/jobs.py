@@ -1,18 +1,44 @@
-"""Asset jobs. ``main_job`` materialises the whole graph over a partition range in one run."""
+"""Asset jobs.
+
+``main_job`` materialises the daily graph (session partitions) over a range in one run;
+``portfolio_job`` the portfolio end of it (one partition per strategy: backtests, then the journal,
+metrics and reports), which the portfolio_after_daily sensor starts after each successful main run.
+"""
 
 import dagster as dg
 
+from trading_assets.assets.backtests import STRATEGY_ASSETS, strategy_partitions
 from trading_assets.partitions import trading_days
 
 MAIN_JOB = "main_job"
+PORTFOLIO_JOB = "portfolio_job"
 INGEST_JOB = "ingest_job"
 WEEKLY_ENVIRONMENT_JOB = "weekly_environment_job"
 
+# The backtests and everything after them are partitioned by strategy, not by session.
+PORTFOLIO_SELECTION = dg.AssetSelection.assets(*STRATEGY_ASSETS).downstream()
+# ... by name, for the CLI's --select
+PORTFOLIO_SELECTION_NAMES = (
+    *STRATEGY_ASSETS,
+    "trade_journal",
+    "performance_metrics",
+    "performance_report",
+)
+DAILY_SELECTION = dg.AssetSelection.all() - PORTFOLIO_SELECTION
+
 main_job = dg.define_asset_job(
     MAIN_JOB,
-    selection=dg.AssetSelection.all(),
+    selection=DAILY_SELECTION,
     partitions_def=trading_days,
-    description="Everything: universe, prices and all analytics, for a session or a range of sessions.",
+    description="The daily graph: universe, prices, analytics and threshold multipliers, for a "
+    "session or a range of sessions. A successful run starts portfolio_job.",
+)
+portfolio_job = dg.define_asset_job(
+    PORTFOLIO_JOB,
+    selection=PORTFOLIO_SELECTION,
+    partitions_def=strategy_partitions,
+    description="Backtests (a partition per strategy) over the stored history, then the trade "
+    "journal, performance metrics and the HTML reports.",
 )
 ingest_job = dg.define_asset_job(
     INGEST_JOB,
@@ -27,4 +53,4 @@ weekly_environment_job = dg.define_asset_job(
     description="The market environment of a session, with the prices and indicators it needs.",
 )
 
-ALL_JOBS = [main_job, ingest_job, weekly_environment_job]
+ALL_JOBS = [main_job, ingest_job, weekly_environment_job, portfolio_job]

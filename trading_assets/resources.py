@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -188,3 +189,24 @@ class FundamentalsResource(RunLoggedResource):
             )
         snapshot = market_cap_snapshot(caps, as_of)
         return FundamentalsLoad(combine_snapshots([files, snapshot]), failed, as_of)
+
+
+class TradeJournalResource(dg.ConfigurableResource):
+    """The user's own trades (a CSV of date, symbol, side, quantity, price, fees) for trade_journal;
+    unset = the journal holds the backtests' trades only."""
+
+    path: str | None = Field(
+        default=None, description="the trades CSV (TRADING_ASSETS_TRADES_PATH)"
+    )
+
+
+class ReportStoreResource(dg.ConfigurableResource):
+    """Where performance_report writes its self-contained HTML files: a local directory."""
+
+    directory: str = Field(default=settings.DEFAULT_REPORTS_DIR, description="created when missing")
+
+    def write(self, name: str, html: str) -> str:
+        """Write ``<directory>/<name>`` whole or not at all; returns the file's absolute path."""
+        from trading_assets.core.report import write_report
+
+        return str(write_report(Path(self.directory).resolve() / name, html))

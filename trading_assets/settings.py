@@ -14,11 +14,21 @@ PRICES_PATH = "TRADING_ASSETS_PRICES_PATH"  # input of the files source
 UNIVERSE = "TRADING_ASSETS_UNIVERSE"  # CSV path with a symbol column, or "AAPL,MSFT,..."
 CALENDAR = "TRADING_ASSETS_CALENDAR"  # exchange_calendars code: XNYS (default), XASX, XLON, ...
 START_DATE = "TRADING_ASSETS_START_DATE"  # first partition, YYYY-MM-DD
-FUNDAMENTALS_PATH = "TRADING_ASSETS_FUNDAMENTALS_PATH"  # CSV with symbol, market_cap; default: bundled
-YAHOO_BASE_URL = "TRADING_ASSETS_YAHOO_BASE_URL"  # optional mirror/proxy of Yahoo's API (tests use a local one)
+FUNDAMENTALS_PATH = (
+    "TRADING_ASSETS_FUNDAMENTALS_PATH"  # CSV with symbol, market_cap; default: bundled
+)
+MULTIPLIERS_PATH = (
+    "TRADING_ASSETS_MULTIPLIERS_PATH"  # CSV of per-session STDEV threshold multipliers
+)
+TRADES_PATH = "TRADING_ASSETS_TRADES_PATH"  # the user's trades CSV for trade_journal (optional)
+REPORTS_DIR = "TRADING_ASSETS_REPORTS_DIR"  # where performance_report writes its HTML (local)
+YAHOO_BASE_URL = (
+    "TRADING_ASSETS_YAHOO_BASE_URL"  # optional mirror/proxy of Yahoo's API (tests use a local one)
+)
 
 DEFAULT_DEPLOYMENT = "local"
 DEFAULT_DUCKDB_PATH = "data/trading_assets.duckdb"
+DEFAULT_REPORTS_DIR = "reports"
 DEFAULT_PRICE_SOURCE = "sample"
 DEFAULT_CALENDAR = "XNYS"
 # The shared real data starts on the first session of 2000; a full-history backfill needs it.

@@ -14,7 +14,9 @@ from trading_assets import settings
 def load_defs(monkeypatch, **env):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    for mod in [m for m in sys.modules if m.startswith("trading_assets.") and m != "trading_assets.settings"]:
+    for mod in [
+        m for m in sys.modules if m.startswith("trading_assets.") and m != "trading_assets.settings"
+    ]:
         del sys.modules[mod]
     return importlib.import_module("trading_assets.definitions").defs
 
@@ -27,8 +29,13 @@ def test_definitions_resolve(monkeypatch, tmp_path):
     for job in repo.get_all_jobs():
         assert job.name
     check_keys = {c.name for c in repo.asset_graph.asset_check_keys}
-    assert {"no_duplicate_symbol_date", "ohlc_consistent", "no_bad_ticks",
-            "complete_for_universe_and_calendar", "all_symbols_fetched"} <= check_keys
+    assert {
+        "no_duplicate_symbol_date",
+        "ohlc_consistent",
+        "no_bad_ticks",
+        "complete_for_universe_and_calendar",
+        "all_symbols_fetched",
+    } <= check_keys
     dg.Definitions.validate_loadable(defs)
     for name in ("main_job", "ingest_job"):
         assert defs.resolve_job_def(name).partitions_def is not None
@@ -52,11 +59,34 @@ def test_env_vars_select_source_and_universe(monkeypatch, tmp_path):
     assert keys[0] == "2024-01-02" and "2024-01-26" not in keys  # ASX: Australia Day closed
 
 
-@pytest.mark.parametrize("var,value", [
-    ("TRADING_ASSETS_PRICE_SOURCE", "bloomberg"),
-    ("TRADING_ASSETS_DEPLOYMENT", "staging"),
-    ("TRADING_ASSETS_DEPLOYMENT", "prod"),
-])
+@pytest.mark.parametrize(
+    "var,value",
+    [
+        ("TRADING_ASSETS_PRICE_SOURCE", "bloomberg"),
+        ("TRADING_ASSETS_DEPLOYMENT", "staging"),
+        ("TRADING_ASSETS_DEPLOYMENT", "prod"),
+    ],
+)
 def test_bad_configuration_is_a_named_error(monkeypatch, var, value):
     with pytest.raises(settings.ConfigurationError, match=var):
         load_defs(monkeypatch, **{var: value})
+
+
+def test_the_daily_and_portfolio_jobs_split_the_graph(monkeypatch, tmp_path):
+    defs = load_defs(monkeypatch, TRADING_ASSETS_DUCKDB_PATH=str(tmp_path / "x.duckdb"))
+    from trading_assets.jobs import DAILY_SELECTION, PORTFOLIO_SELECTION, PORTFOLIO_SELECTION_NAMES
+
+    graph = defs.get_repository_def().asset_graph
+    portfolio = {k.to_user_string() for k in PORTFOLIO_SELECTION.resolve(graph)}
+    daily = {k.to_user_string() for k in DAILY_SELECTION.resolve(graph)}
+    assert portfolio == set(PORTFOLIO_SELECTION_NAMES)  # the CLI's names match the selection
+    assert portfolio == {"backtest_trades", "backtest_equity", "trade_journal",
+                         "performance_metrics", "performance_report"}  # fmt: skip
+    assert {"threshold_multipliers", "watchlist", "raw_prices"} <= daily
+    assert not daily & portfolio and daily | portfolio == {
+        k.to_user_string() for k in graph.get_all_asset_keys()
+    }
+    assert defs.resolve_job_def("portfolio_job").partitions_def.get_partition_keys() == [
+        "ma_crossover", "rsi_mean_reversion", "stdev", "watchlist_momentum",
+    ]  # fmt: skip
+    assert {s.name for s in defs.sensors} >= {"dead_runs", "portfolio_after_daily"}
