@@ -68,6 +68,7 @@ class Progress:
     # (asset, check, passed, severity)
     checks: list[tuple[str, str, bool, str]] = field(default_factory=list)
     warnings: int = 0
+    reports: list[str] = field(default_factory=list)  # files performance_report wrote
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -98,6 +99,9 @@ class Progress:
             )
             if stats[0] < 0 and value is not None:
                 stats[0] = int(value.value)
+            self.reports += [
+                str(v.value) for k, v in materialization.metadata.items() if k.startswith("path_")
+            ]
         elif kind == DagsterEventType.STEP_START:
             self.say(f"  {step:<20} running ...")
         elif kind == DagsterEventType.STEP_SUCCESS:
@@ -150,14 +154,33 @@ def _progress_logger(progress: Progress):
     return progress_logger
 
 
+def reports_dir() -> Path:
+    from trading_assets import settings
+
+    return Path(settings.env(settings.REPORTS_DIR, settings.DEFAULT_REPORTS_DIR) or "").resolve()
+
+
 def duckdb_path() -> Path:
     from trading_assets import settings
 
     return Path(settings.env(settings.DUCKDB_PATH, settings.DEFAULT_DUCKDB_PATH) or "").resolve()
 
 
-def run_range(select: str, start: str, end: str, out: TextIO = sys.stdout) -> int:
-    """Materialise ``select`` over ``start..end`` in one run of the persistent instance; 0 on success."""
+def run_range(
+    select: str,
+    start: str,
+    end: str,
+    out: TextIO = sys.stdout,
+    strategies: tuple[str, str] | None = None,
+    backtest_config: dict | None = None,
+) -> int:
+    """Materialise ``select`` over ``start..end`` in the persistent instance; 0 on success.
+
+    The daily graph runs once over the range; the portfolio assets selected (backtests and what
+    follows, partitioned by strategy) run after it, once, over ``strategies`` (first, last; default
+    every strategy), only if the daily run succeeded; ``backtest_config`` is the backtests step's
+    config (BacktestConfig: params, equity, commission_bps, slippage_bps, start, end).
+    """
     import warnings
 
     import dagster as dg
@@ -167,8 +190,10 @@ def run_range(select: str, start: str, end: str, out: TextIO = sys.stdout) -> in
         warnings.filterwarnings("ignore", category=category)
     home = ensure_dagster_home()
     from trading_assets.definitions import defs
+    from trading_assets.jobs import MAIN_JOB, PORTFOLIO_JOB, PORTFOLIO_SELECTION
     from trading_assets.partitions import trading_days
     from trading_assets.runs import fail_dead_runs
+    from trading_assets.sensors import RANGE_END, RANGE_START, every_strategy_tags, range_tags
 
     started = time.perf_counter()
     repo = defs.get_repository_def()
@@ -179,46 +204,70 @@ def run_range(select: str, start: str, end: str, out: TextIO = sys.stdout) -> in
         .required_multi_asset_neighbors()
         .resolve(repo.asset_graph)
     )
-    job = repo.get_implicit_job_def_for_assets(keys)
-    if job is None:
-        raise SystemExit("the selected assets do not share one partitions definition")
-    for key in (start, end):
-        if not trading_days.has_partition_key(key):
-            raise SystemExit(
-                f"{key} is not a session of the trading calendar (see trading_assets/partitions.py)"
-            )
-    keys_in_range = trading_days.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
+    portfolio = keys & PORTFOLIO_SELECTION.resolve(repo.asset_graph)
+    daily = keys - portfolio
+    stages: list[tuple[str, set, dict[str, str]]] = []
+    if daily:
+        for key in (start, end):
+            if not trading_days.has_partition_key(key):
+                raise SystemExit(
+                    f"{key} is not a session of the trading calendar (see trading_assets/partitions.py)"
+                )
+        sessions = len(trading_days.get_partition_keys_in_range(dg.PartitionKeyRange(start, end)))
+        stages.append((MAIN_JOB, daily, range_tags(start, end)))
+        scope = f"{len(daily)} asset(s) over {start}..{end} ({sessions:,} session{'s' if sessions != 1 else ''}), one run"
+    else:
+        scope = ""
+    if portfolio:
+        tags = range_tags(*strategies) if strategies else every_strategy_tags()
+        stages.append((PORTFOLIO_JOB, portfolio, tags))
+        span = f"{tags[RANGE_START]}..{tags[RANGE_END]}"
+        scope += f"{'; then ' if scope else ''}{len(portfolio)} portfolio asset(s), strategies {span}, one run"
 
     progress = Progress(out)
-    progress.say(
-        f"trading-assets main: {len(keys)} asset(s) over {start}..{end} ({len(keys_in_range):,} session{'s' if len(keys_in_range) != 1 else ''}), one run\n"
-        f"DAGSTER_HOME={home}"
-    )
+    progress.say(f"trading-assets main: {scope}\nDAGSTER_HOME={home}")
+    results = []
+    not_run: list[str] = []
     with dg.DagsterInstance.get() as instance:
         # Without a daemon nothing else would notice a run killed earlier (kill -9, OOM).
         for dead in fail_dead_runs(instance):
             progress.say(f"marked dead run {dead.run_id} failed: {dead.reason}")
-        result = job.with_logger_defs({"progress": _progress_logger(progress)}).execute_in_process(
-            instance=instance,
-            # only this logger: without a "loggers" section Dagster adds its DEBUG console logger
-            run_config={"loggers": {"progress": {}}},
-            asset_selection=sorted(keys),
-            tags={
-                "dagster/asset_partition_range_start": start,
-                "dagster/asset_partition_range_end": end,
-            },
-            raise_on_error=False,
-        )
-    run_id = result.run_id
-    not_run = sorted(
-        {node.name for node in job.get_subset(asset_selection=set(keys)).graph.nodes}
-        - set(progress.steps)
-    )
+        for name, stage_keys, tags in stages:
+            job = repo.get_job(name)
+            nodes = {
+                node.name for node in job.get_subset(asset_selection=set(stage_keys)).graph.nodes
+            }
+            if results and not results[-1].success:
+                not_run += sorted(nodes)
+                continue
+            if results:
+                progress.say(f"{name}: strategies {tags[RANGE_START]}..{tags[RANGE_END]}")
+            result = job.with_logger_defs(
+                {"progress": _progress_logger(progress)}
+            ).execute_in_process(
+                instance=instance,
+                # only this logger: without a "loggers" section Dagster adds its DEBUG console logger
+                run_config={
+                    "loggers": {"progress": {}},
+                    **(
+                        {"ops": {"backtests": {"config": backtest_config}}}
+                        if backtest_config and name == PORTFOLIO_JOB
+                        else {}
+                    ),
+                },
+                asset_selection=sorted(stage_keys),
+                tags=tags,
+                raise_on_error=False,
+            )
+            results.append(result)
+            not_run += sorted(nodes - set(progress.steps))
+    success = all(r.success for r in results) and len(results) == len(stages)
     failed_checks = [f"{a}/{c}" for a, c, ok, sev in progress.checks if not ok and sev == "ERROR"]
     warned = [f"{a}/{c}" for a, c, ok, sev in progress.checks if not ok and sev != "ERROR"]
-    status = "succeeded" if result.success else "FAILED"
+    status = "succeeded" if success else "FAILED"
+    runs = ", ".join(r.run_id for r in results)
     progress.say(
-        f"\nRun {run_id} {status} in {time.perf_counter() - started:.1f} s: "
+        f"\nRun{'s' if len(results) > 1 else ''} {runs} {status} in {time.perf_counter() - started:.1f} s: "
         f"{sum(v == 'SUCCESS' for v in progress.steps.values())} step(s) ok"
         + (
             f", failed: {', '.join(k for k, v in progress.steps.items() if v != 'SUCCESS')}"
@@ -232,8 +281,10 @@ def run_range(select: str, start: str, end: str, out: TextIO = sys.stdout) -> in
         + "."
     )
     progress.say(f"Tables: {duckdb_path()}")
+    if progress.reports:
+        progress.say(f"Reports: {reports_dir()} (open {progress.reports[0]} in a browser)")
     progress.say(f"UI (full event log, partitions, checks): DAGSTER_HOME={home} dagster dev")
-    return 0 if result.success else 1
+    return 0 if success else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,6 +302,24 @@ def main(argv: list[str] | None = None) -> int:
         default="*",
         help="asset selection, e.g. 'symbols,raw_prices' (default: everything)",
     )
+    backtest = sub.add_parser(
+        "backtest",
+        help="backtest one strategy (or all) over the stored history, then refresh the journal, "
+        "metrics and reports",
+    )
+    backtest.add_argument(
+        "strategy",
+        nargs="?",
+        default="all",
+        help="ma_crossover, rsi_mean_reversion, stdev, watchlist_momentum or all (default)",
+    )
+    backtest.add_argument(
+        "--params",
+        default="{}",
+        help="the strategy's constants to override, e.g. '{\"mr_arm_z\": 1.5}'",
+    )
+    backtest.add_argument("--from", dest="first", help="first session traded (YYYY-MM-DD)")
+    backtest.add_argument("--to", dest="last", help="last session traded (YYYY-MM-DD)")
     sub.add_parser(
         "init-home", help="create $DAGSTER_HOME (default ./dagster_home) with dagster.yaml"
     )
@@ -266,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         "database", nargs="?", help="the DuckDB file (default: $TRADING_ASSETS_DUCKDB_PATH)"
     )
     args = parser.parse_args(argv)
+    if args.command == "backtest":
+        return run_backtests(args.strategy, args.params, args.first, args.last)
     if args.command == "init-home":
         print(f"export DAGSTER_HOME={ensure_dagster_home()}")
         return 0
@@ -274,6 +345,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "repair-duckdb":
         return repair_duckdb(Path(args.database) if args.database else duckdb_path())
     return run_range(args.select, args.start, args.end)
+
+
+def run_backtests(
+    strategy: str, params: str, first: str | None, last: str | None, out: TextIO = sys.stdout
+) -> int:
+    """``trading-assets backtest``: the portfolio assets over the stored daily tables."""
+    import json
+
+    from trading_assets.core.backtest.result import STRATEGIES
+
+    if strategy != "all" and strategy not in STRATEGIES:
+        raise SystemExit(f"unknown strategy {strategy!r}: one of {', '.join(STRATEGIES)} or all")
+    try:
+        overrides = json.loads(params)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"--params is not JSON: {exc}") from exc
+    if not isinstance(overrides, dict):
+        raise SystemExit("--params must be a JSON object of constant names and values")
+    if overrides and strategy == "all":
+        raise SystemExit("--params needs one strategy: the constants differ between strategies")
+    config: dict = {k: v for k, v in (("start", first), ("end", last)) if v}
+    if overrides:
+        config["params"] = {strategy: overrides}
+    span = (STRATEGIES[0], STRATEGIES[-1]) if strategy == "all" else (strategy, strategy)
+    from trading_assets.jobs import PORTFOLIO_SELECTION_NAMES
+
+    return run_range(
+        ",".join(PORTFOLIO_SELECTION_NAMES), "", "", out, strategies=span, backtest_config=config
+    )
 
 
 def report_dead_runs(out: TextIO = sys.stdout) -> int:
