@@ -90,3 +90,14 @@ def run_main(home: Path, db: Path, prices: Path, universe: Path, start: str, end
     if res.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
     return seconds
+
+
+def first_call_seconds(code: str, cache_dir: str | None) -> float:
+    """Run ``code`` (which prints its own timing last) in a fresh interpreter, with numba's cache
+    in ``cache_dir`` (None: the default beside the modules); the seconds it printed."""
+    env = dict(os.environ)
+    if cache_dir is not None:
+        env["NUMBA_CACHE_DIR"] = cache_dir
+    result = subprocess.run([sys.executable, "-c", code],
+                            capture_output=True, text=True, env=env, check=True)  # fmt: skip
+    return float(result.stdout.strip().splitlines()[-1])

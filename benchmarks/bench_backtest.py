@@ -35,7 +35,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _doc import ROOT, machine, publish, shared_market  # benchmarks/ is on sys.path
+from _doc import (  # benchmarks/ is on sys.path
+    ROOT,
+    first_call_seconds,
+    machine,
+    publish,
+    shared_market,
+)
 from bench_indicators import load_real
 
 from trading_assets.core.backtest import STRATEGIES, run_backtest
@@ -182,15 +188,6 @@ print(time.perf_counter() - t0)
 """
 
 
-def first_call_seconds(cache_dir: str | None) -> float:
-    env = dict(os.environ)
-    if cache_dir is not None:
-        env["NUMBA_CACHE_DIR"] = cache_dir
-    result = subprocess.run([sys.executable, "-c", FIRST_CALL.format(root=str(ROOT))],
-                            capture_output=True, text=True, env=env, check=True)  # fmt: skip
-    return float(result.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -212,9 +209,9 @@ def main() -> None:
     side = {"market_environment": environment, "watchlist": watchlist}
 
     with tempfile.TemporaryDirectory(prefix="numba-cold-") as empty_cache:
-        cold = first_call_seconds(empty_cache)
-    first_call_seconds(None)  # fills numba's on-disk cache if the source changed
-    cached = first_call_seconds(None)
+        cold = first_call_seconds(FIRST_CALL.format(root=str(ROOT)), empty_cache)
+    first_call_seconds(FIRST_CALL.format(root=str(ROOT)), None)  # fills numba's on-disk cache if the source changed
+    cached = first_call_seconds(FIRST_CALL.format(root=str(ROOT)), None)
 
     results = {s: run_backtest(bars, s, **side) for s in STRATEGIES}  # JIT or cache load
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -29,7 +27,13 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from _doc import ROOT, machine, publish, shared_prices_file  # benchmarks/ is on sys.path
+from _doc import (  # benchmarks/ is on sys.path
+    ROOT,
+    first_call_seconds,
+    machine,
+    publish,
+    shared_prices_file,
+)
 
 from trading_assets.core.indicators import compute_indicators
 
@@ -221,15 +225,6 @@ print(time.perf_counter() - t0)
 """
 
 
-def first_call_seconds(cache_dir: str | None) -> float:
-    env = dict(os.environ)
-    if cache_dir is not None:
-        env["NUMBA_CACHE_DIR"] = cache_dir
-    result = subprocess.run([sys.executable, "-c", FIRST_CALL.format(root=str(ROOT))],
-                            capture_output=True, text=True, env=env, check=True)  # fmt: skip
-    return float(result.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -253,11 +248,9 @@ def main() -> None:
     )  # datetime.date objects, normalize_prices' form
 
     with tempfile.TemporaryDirectory(prefix="numba-cold-") as empty_cache:
-        cold = first_call_seconds(empty_cache)
-    first_call_seconds(
-        None
-    )  # fills numba's on-disk cache if the source changed since it was written
-    cached = first_call_seconds(None)
+        cold = first_call_seconds(FIRST_CALL.format(root=str(ROOT)), empty_cache)
+    first_call_seconds(FIRST_CALL.format(root=str(ROOT)), None)  # fills numba's on-disk cache if the source changed since it was written
+    cached = first_call_seconds(FIRST_CALL.format(root=str(ROOT)), None)
     compute_indicators(prices)  # JIT (or cache load) in this process
 
     ours = timed(lambda: compute_indicators(prices), args.repeats)

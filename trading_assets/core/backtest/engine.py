@@ -13,15 +13,13 @@ frame fails loudly whichever strategy is run).
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
 from trading_assets.core.backtest.bars import OHLC_COLUMNS, prepare_bars
-from trading_assets.core.backtest.fills import bps_rate
+from trading_assets.core.backtest.fills import bps_rate, check_equity
 from trading_assets.core.backtest.ledger import (
     empty_result,
     equity_series,
@@ -80,7 +78,7 @@ def run_backtest(
     """
     if not isinstance(strategy, str) or strategy not in STRATEGIES:
         raise BacktestInputError(f"unknown strategy {strategy!r}; choose one of {list(STRATEGIES)}")
-    _check_equity(equity)
+    check_equity(equity)
     commission_rate = bps_rate(commission_bps, "commission_bps")
     slippage_rate = bps_rate(slippage_bps, "slippage_bps")
     if strategy == WATCHLIST_MOMENTUM:
@@ -143,13 +141,3 @@ def _indicator_columns(params: Any) -> tuple[str, ...]:
     if isinstance(params, RsiMeanReversionParams):
         return ("rsi_14", "atr_14")
     return STDEV_COLUMNS
-
-
-def _check_equity(equity: object) -> None:
-    if (
-        isinstance(equity, bool)
-        or not isinstance(equity, numbers.Real)
-        or not math.isfinite(equity)
-        or equity <= 0
-    ):
-        raise BacktestInputError(f"equity must be a finite number > 0, got {equity!r}")

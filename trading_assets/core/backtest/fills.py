@@ -26,6 +26,17 @@ OPEN, EXIT_SIGNAL, EXIT_STOP, EXIT_TARGET = 0, 1, 2, 3
 EXIT_TARGET_1, EXIT_TARGET_2, EXIT_TRAIL = 4, 5, 6
 
 
+def check_equity(equity: object) -> None:
+    """BacktestInputError unless ``equity`` is a finite number > 0 (numpy scalars too, not bool)."""
+    if (
+        isinstance(equity, bool)
+        or not isinstance(equity, numbers.Real)
+        or not math.isfinite(equity)
+        or equity <= 0
+    ):
+        raise BacktestInputError(f"equity must be a finite number > 0, got {equity!r}")
+
+
 def bps_rate(bps: float, what: str) -> float:
     """``bps`` basis points as a rate; BacktestInputError unless a finite number >= 0."""
     if isinstance(bps, bool) or not isinstance(bps, numbers.Real) or not math.isfinite(bps):

@@ -58,9 +58,7 @@ only the active positions and the day's candidates.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -76,6 +74,7 @@ from trading_assets.core.backtest.fills import (
     OPEN,
     affordable_shares,
     bps_rate,
+    check_equity,
     commission,
     entry_fill,
     exit_fill,
@@ -88,14 +87,13 @@ from trading_assets.core.backtest.ledger import (
     equity_series,
     trades_frame,
 )
+from trading_assets.core.backtest.params import MomentumParams, resolve_params
 from trading_assets.core.backtest.result import BacktestInputError, BacktestResult
 from trading_assets.core.backtest.sleeves import tradable_bars
 from trading_assets.core.frames import reject_duplicate_keys, require_columns
 
 STRATEGY = "watchlist_momentum"
 
-TARGET_1_PCT = 0.10  # sell the first third at +10 % over the entry fill
-TARGET_2_PCT = 0.20  # ... and the second at +20 %
 TRAIL_AVERAGE = "sma_50"  # the rest is sold after a close below this average
 SIZED = "sized"  # sizing.py's status of a row with a usable plan
 NO_ENTRY_ENVIRONMENT = "D"
@@ -118,39 +116,6 @@ _HEAT_TOLERANCE_DOLLARS = 1e-6
 _FLAT, _PENDING, _HELD = 0, 1, 2  # per-symbol state in the kernel
 
 
-@dataclass(frozen=True)
-class MomentumParams:
-    target_1_pct: float = TARGET_1_PCT
-    target_2_pct: float = TARGET_2_PCT
-
-
-def resolve_momentum_params(params: Mapping[str, Any] | None) -> MomentumParams:
-    """MomentumParams with ``params`` applied by name; BacktestInputError for an unknown name or a
-    value that is not a positive finite number, or targets out of order."""
-    if params is None:
-        return MomentumParams()
-    if not isinstance(params, Mapping):
-        raise BacktestInputError(f"params must be a dict, got {type(params).__name__}")
-    known = [f.name for f in fields(MomentumParams)]
-    unknown = sorted(str(k) for k in params if k not in known)
-    if unknown:
-        raise BacktestInputError(
-            f"unknown parameter(s) {unknown} for strategy {STRATEGY!r}; it takes {known}"
-        )
-    for name, value in params.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise BacktestInputError(f"{STRATEGY} parameter {name}={value!r} must be > 0")
-        if not math.isfinite(value):
-            raise BacktestInputError(f"{STRATEGY} parameter {name}={value!r} must be finite")
-    resolved = replace(MomentumParams(), **{k: float(v) for k, v in params.items()})
-    if resolved.target_1_pct >= resolved.target_2_pct:
-        raise BacktestInputError(
-            f"{STRATEGY}: target_1_pct={resolved.target_1_pct:g} must be below "
-            f"target_2_pct={resolved.target_2_pct:g}"
-        )
-    return resolved
-
-
 def run_watchlist_momentum(
     bars: pd.DataFrame,
     params: dict | None,
@@ -163,13 +128,10 @@ def run_watchlist_momentum(
 ) -> BacktestResult:
     """Backtest the watchlist's plans over ``bars`` (module docstring). Raises BacktestInputError
     for a missing watchlist or environment, missing columns, duplicated keys or bad numbers."""
-    p = resolve_momentum_params(params)
+    p = resolve_params(STRATEGY, params)
     commission_rate = bps_rate(commission_bps, "commission_bps")
     slippage_rate = bps_rate(slippage_bps, "slippage_bps")
-    if isinstance(equity, bool) or not isinstance(equity, int | float) or not equity > 0:
-        raise BacktestInputError(f"equity must be a positive amount, got {equity!r}")
-    if not math.isfinite(equity):
-        raise BacktestInputError(f"equity must be finite, got {equity!r}")
+    check_equity(equity)
     for frame, what in ((watchlist, "watchlist"), (market_environment, "market_environment")):
         if frame is None:
             raise BacktestInputError(f"{STRATEGY} needs the {what} frame; got None")

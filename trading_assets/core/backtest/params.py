@@ -1,4 +1,4 @@
-"""The parameters of the sleeve strategies: named constants, overridable by name through ``params``.
+"""The parameters of the four strategies: named constants, overridable by name through ``params``.
 
 ``resolve_params(strategy, params)`` returns the strategy's frozen parameter set with the
 overrides applied; an unknown name or a bad value is a BacktestInputError naming it.
@@ -35,6 +35,10 @@ ATR_MULTIPLIER_SL = 1.4  # stop at entry -/+ this x atr_14 of the signal session
 MIN_RR_RATIO = 1.5  # target at this x the risk
 MAX_RISK_PER_TRADE = 0.01  # risk per trade as a fraction of the sleeve's equity
 
+# --- watchlist_momentum ---------------------------------------------------------------------------
+TARGET_1_PCT = 0.10  # sell the first third at +10 % over the entry fill
+TARGET_2_PCT = 0.20  # ... and the second at +20 %
+
 
 @dataclass(frozen=True)
 class MaCrossoverParams:
@@ -60,11 +64,18 @@ class StdevParams:
     max_risk_per_trade: float = MAX_RISK_PER_TRADE
 
 
+@dataclass(frozen=True)
+class MomentumParams:
+    target_1_pct: float = TARGET_1_PCT
+    target_2_pct: float = TARGET_2_PCT
+
+
 SLEEVE_PARAMS: dict[str, type] = {
     "ma_crossover": MaCrossoverParams,
     "rsi_mean_reversion": RsiMeanReversionParams,
     "stdev": StdevParams,
 }
+STRATEGY_PARAMS: dict[str, type] = {**SLEEVE_PARAMS, "watchlist_momentum": MomentumParams}
 
 # (low, high, low inclusive, high inclusive) of each numeric parameter.
 _RANGES: dict[str, tuple[float, float, bool, bool]] = {
@@ -78,12 +89,14 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "atr_multiplier_sl": (0.0, math.inf, False, False),
     "min_rr_ratio": (0.0, math.inf, False, False),
     "max_risk_per_trade": (0.0, 1.0, False, True),
+    "target_1_pct": (0.0, math.inf, False, False),
+    "target_2_pct": (0.0, math.inf, False, False),
 }
 
 
 def resolve_params(strategy: str, params: Mapping[str, Any] | None) -> Any:
     """The strategy's parameter set with ``params`` applied by name."""
-    cls = SLEEVE_PARAMS[strategy]
+    cls = STRATEGY_PARAMS[strategy]
     if params is None:
         return cls()
     if not isinstance(params, Mapping):
@@ -122,6 +135,11 @@ def _check_together(strategy: str, p: Any) -> None:
     if isinstance(p, MaCrossoverParams) and p.fast_average == p.slow_average:
         raise BacktestInputError(
             f"{strategy}: fast_average and slow_average are both {p.fast_average!r}"
+        )
+    if isinstance(p, MomentumParams) and p.target_1_pct >= p.target_2_pct:
+        raise BacktestInputError(
+            f"{strategy}: target_1_pct={p.target_1_pct:g} must be below "
+            f"target_2_pct={p.target_2_pct:g}"
         )
     if isinstance(p, RsiMeanReversionParams) and p.rsi_entry_below >= p.rsi_exit_above:
         raise BacktestInputError(
