@@ -36,6 +36,9 @@ DEFAULT_START_DATE = "2000-01-03"
 
 DEPLOYMENTS = ("local", "prod")
 PRICE_SOURCES = ("sample", "files", "yahoo")
+NOTIFIERS = ("log", "sns", "ses")
+DEFAULT_NOTIFIER = "log"
+DEFAULT_PROD_PRICE_SOURCE = "yahoo"
 
 
 class ConfigurationError(ValueError):

@@ -61,3 +61,8 @@ def _isolated_dagster_home(tmp_path_factory, monkeypatch):
     """Never touch a developer's DAGSTER_HOME or ./data from a test."""
     home = tmp_path_factory.mktemp("dagster_home")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
+
+
+# moto's server (a real S3/SNS/SES/Secrets Manager endpoint on 127.0.0.1) for the AWS tests.
+from trading_assets_tests.moto_server import aws_env as aws_env  # noqa: E402
+from trading_assets_tests.moto_server import moto_endpoint as moto_endpoint  # noqa: E402
