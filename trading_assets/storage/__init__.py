@@ -1,4 +1,4 @@
-"""IO managers: DuckDB (local default) and, later, Parquet on S3 (prod), sharing one contract."""
+"""IO managers: DuckDB (local default) and Parquet on S3 (prod), sharing one contract."""
 
 from trading_assets.storage.contract import (
     ALLOW_EMPTY,
@@ -7,6 +7,7 @@ from trading_assets.storage.contract import (
     PARTITION_EXPR,
     REPLACE_KEYS,
     UNIQUE_KEY,
+    ConcurrentWriteError,
     DatabaseLockedError,
     DatabaseWriteError,
     DuplicateKeyError,
@@ -21,6 +22,7 @@ from trading_assets.storage.contract import (
     StoredDuplicatesError,
 )
 from trading_assets.storage.duckdb_io import DuckDBIOManager
+from trading_assets.storage.s3_io import S3ParquetIOManager
 
 __all__ = [
     "ALLOW_EMPTY",
@@ -29,6 +31,7 @@ __all__ = [
     "PARTITION_EXPR",
     "REPLACE_KEYS",
     "UNIQUE_KEY",
+    "ConcurrentWriteError",
     "DatabaseLockedError",
     "DatabaseWriteError",
     "DuckDBIOManager",
@@ -38,6 +41,7 @@ __all__ = [
     "MissingTableError",
     "OutputFrameError",
     "PartitionBoundsError",
+    "S3ParquetIOManager",
     "SchemaMismatchError",
     "StorageError",
     "StorageMetadataError",

@@ -146,6 +146,12 @@ class StoredDuplicatesError(StorageError):
     """A file opened after an unclean shutdown holds a duplicated unique_key; repair it first."""
 
 
+class ConcurrentWriteError(StorageError):
+    """Another writer switched the table between this write's read and its own switch (S3: the
+    manifest's ETag changed), more often than the IO manager retries; this write was not applied
+    and the other writer's rows are intact. Re-run it."""
+
+
 def validate_identifier(name: object, what: str) -> str:
     """Return ``name`` if it is a plain identifier, else raise InvalidIdentifierError."""
     if not isinstance(name, str) or not IDENTIFIER_PATTERN.fullmatch(name):
@@ -354,6 +360,36 @@ def date_bounds_for_window(window: dg.TimeWindow) -> DateBounds:
             "than a day; only daily (or longer) time partitions map onto a DATE column"
         )
     return DateBounds(start=window.start.date(), end=window.end.date())
+
+
+def context_origin(context: dg.OutputContext | dg.InputContext) -> str:
+    """'asset raw_prices partition 2024-01-02' (or 'partitions A...B'), for error messages."""
+    label = f"asset {context.asset_key.to_user_string()}"
+    if context.has_asset_partitions and context.asset_partition_keys:
+        keys = context.asset_partition_keys
+        label += (
+            f" partition {keys[0]}" if len(keys) == 1 else f" partitions {keys[0]}...{keys[-1]}"
+        )
+    return label
+
+
+def covered_partitions(
+    context: dg.OutputContext | dg.InputContext, spec: OutputSpec, origin: str, manager: str
+) -> DateBounds | KeyPartitions | None:
+    """The rows the context's partitions cover: a date window (time partitions) or partition keys
+    (static partitions); None when the asset is unpartitioned or no partition is asked for.
+    ``manager`` names the IO manager in the error for any other partitioning."""
+    if not context.has_asset_partitions or not context.asset_partition_keys:
+        return None
+    partitions_def = context.asset_partitions_def
+    if isinstance(partitions_def, dg.StaticPartitionsDefinition):
+        return KeyPartitions(spec.partition_expr, tuple(context.asset_partition_keys))
+    if not isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+        raise NotImplementedError(
+            f"{origin}: {manager} stores time-partitioned, statically partitioned or "
+            f"unpartitioned assets only; got {type(partitions_def).__name__}"
+        )
+    return date_bounds_for_window(context.asset_partitions_time_window)
 
 
 class TableStore(dg.ConfigurableIOManager):

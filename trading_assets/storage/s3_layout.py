@@ -370,6 +370,7 @@ def s3_client(
     region_name: str | None = None,
     endpoint_url: str | None = None,
     max_pool_connections: int = MAX_PARALLEL_REQUESTS,
+    max_attempts: int = 5,
 ) -> Any:
     """A boto3 S3 client from the standard AWS chain.
 
@@ -377,7 +378,8 @@ def s3_client(
     AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, AWS_PROFILE and ~/.aws, SSO, an instance or task
     role; AWS_REGION / AWS_DEFAULT_REGION; AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_S3), so the same
     code talks to AWS or to a local endpoint. ``region_name``/``endpoint_url`` override the chain.
-    Clients are thread-safe; one serves a whole read or write.
+    Each request is tried up to ``max_attempts`` times (boto3's standard retry mode: throttling,
+    5xx and connection errors). Clients are thread-safe; one serves a whole read or write.
     """
     import boto3
     from botocore.config import Config
@@ -388,7 +390,7 @@ def s3_client(
         endpoint_url=endpoint_url or None,
         config=Config(
             max_pool_connections=max_pool_connections,
-            retries={"mode": "standard", "max_attempts": 5},
+            retries={"mode": "standard", "max_attempts": max_attempts},
         ),
     )
 
