@@ -378,8 +378,9 @@ def s3_client(
     AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, AWS_PROFILE and ~/.aws, SSO, an instance or task
     role; AWS_REGION / AWS_DEFAULT_REGION; AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_S3), so the same
     code talks to AWS or to a local endpoint. ``region_name``/``endpoint_url`` override the chain.
-    Each request is tried up to ``max_attempts`` times (boto3's standard retry mode: throttling,
-    5xx and connection errors). Clients are thread-safe; one serves a whole read or write.
+    Each request is tried up to ``max_attempts`` times in all (boto3's standard retry mode:
+    throttling, 5xx and connection errors). Clients are thread-safe; one serves a whole read or
+    write.
     """
     import boto3
     from botocore.config import Config
@@ -390,7 +391,7 @@ def s3_client(
         endpoint_url=endpoint_url or None,
         config=Config(
             max_pool_connections=max_pool_connections,
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
         ),
     )
 
