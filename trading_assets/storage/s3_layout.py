@@ -54,6 +54,8 @@ from urllib.parse import quote, unquote
 
 import pyarrow as pa
 
+from trading_assets.storage.contract import StorageError
+
 MANIFEST_NAME = "_manifest.json"
 FORMAT = 1
 PARQUET_SUFFIX = ".parquet"
@@ -62,7 +64,7 @@ PartitionKind = Literal["date", "key", "none"]
 PARTITION_KINDS: tuple[str, ...] = ("date", "key", "none")
 
 
-class ManifestError(ValueError):
+class ManifestError(StorageError, ValueError):
     """A manifest that is not one this code wrote (a newer format, a broken or foreign file)."""
 
 
