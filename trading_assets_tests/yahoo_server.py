@@ -21,7 +21,9 @@ OHLC by ``adjclose / close`` and gets the shared rows back; ``auto_adjust=False`
 Unknown symbols get Yahoo's 404 ``{"chart": {"result": null, "error": {"code": "Not Found", ...}}}``.
 A range with no sessions gets Yahoo's 200 with meta and empty ``indicators.quote[0]``.
 Optional ``market_caps`` answer the quote endpoints behind ``Ticker.info`` (quoteSummary, v7
-quote; fundamentals-timeseries answers empty).
+quote; fundamentals-timeseries answers empty). ``meta.regularMarketPrice`` is the last bar's
+(adjusted) close, or what :meth:`YahooChartServer.set_latest_price` set: the live quote a
+latest-price request reads.
 
 Faults per symbol (:class:`Fault`): N x HTTP 429 then success, HTTP 500 (permanent or N times),
 "no data" (200 with no rows), malformed JSON, connection dropped without a response. A fault
@@ -138,6 +140,7 @@ class YahooChartServer:
         self._market_caps = dict(market_caps or {})
         self._faults = dict(faults or {})
         self._fault_hits: dict[str, int] = {}
+        self._latest: dict[str, float] = {}
         self._log: list[RequestRecord] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -207,6 +210,15 @@ class YahooChartServer:
                 self._faults[symbol] = fault
             self._fault_hits.pop(symbol, None)
 
+    def set_latest_price(self, symbol: str, price: float | None) -> None:
+        """Serve ``price`` as the symbol's ``meta.regularMarketPrice`` (a live quote during the
+        session); None goes back to the last bar's close."""
+        with self._lock:
+            if price is None:
+                self._latest.pop(symbol, None)
+            else:
+                self._latest[symbol] = float(price)
+
     # -- used by the handler -----------------------------------------------------------------
     def _record(self, record: RequestRecord) -> None:
         with self._lock:
@@ -274,7 +286,9 @@ class YahooChartServer:
             if len(keep):
                 keep[-1] = True
             data_range = query.get("range", "1d")
-        return 200, _chart_result(symbol, bars, keep, data_range)
+        with self._lock:
+            latest = self._latest.get(symbol)
+        return 200, _chart_result(symbol, bars, keep, data_range, latest)
 
 
 class _YahooHandler(BaseHTTPRequestHandler):
@@ -388,7 +402,11 @@ def _chart_error(code: str, description: str) -> dict:
 
 
 def _chart_result(
-    symbol: str, bars: _SymbolBars | None, keep: np.ndarray | None, data_range: str
+    symbol: str,
+    bars: _SymbolBars | None,
+    keep: np.ndarray | None,
+    data_range: str,
+    latest: float | None = None,
 ) -> dict:
     """Yahoo's chart JSON for the kept bars of a symbol (no bars: meta and an empty quote, as Yahoo does)."""
     now = pd.Timestamp.now(tz=EXCHANGE_TZ)
@@ -411,7 +429,9 @@ def _chart_result(
         "gmtoffset": gmtoffset,
         "timezone": zone,
         "exchangeTimezoneName": EXCHANGE_TZ,
-        "regularMarketPrice": _num(bars.close[last]) if last is not None else None,
+        "regularMarketPrice": latest
+        if latest is not None
+        else (_num(bars.close[last]) if last is not None else None),
         "chartPreviousClose": _num(bars.close[last - 1]) if last else None,
         "priceHint": 2,
         "currentTradingPeriod": {

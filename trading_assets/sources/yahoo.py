@@ -61,7 +61,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pandas as pd
 import yfinance as yf
@@ -396,6 +396,70 @@ def fetch_market_caps(
             else:
                 failed[symbol] = "Yahoo returned no marketCap"
     return caps, failed
+
+
+def fetch_latest_prices(
+    symbols: list[str],
+    *,
+    base_url: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_consecutive_errors: int = MAX_CONSECUTIVE_CAP_ERRORS,
+    log: FetchLog | None = None,
+) -> tuple[dict[str, float], dict[str, str]]:
+    """The latest traded price per symbol, Yahoo's ``regularMarketPrice``, and failures.
+
+    One chart request per symbol (``/v8/finance/chart/{symbol}?range=1d&interval=1d``, whose
+    ``meta`` carries the live price during the session), routed like prices (``base_url`` mirror,
+    capped timeouts). Returns ``(prices, failed)``, failed mapping symbol -> reason. No retries:
+    the alerts sensor asks again on its next tick. After ``max_consecutive_errors`` requests in a
+    row that did not reach Yahoo (network errors, 429, 5xx, malformed answers) the rest are not
+    asked (as fetch_market_caps), with one WARNING to ``log``.
+    """
+    log = log if log is not None else module_log
+    symbols = validate_symbols(symbols)
+    prices: dict[str, float] = {}
+    failed: dict[str, str] = {}
+    errors_in_a_row = 0
+    with YahooSession(base_url, timeout) as session:
+        for i, symbol in enumerate(symbols):
+            if errors_in_a_row >= max_consecutive_errors:
+                skipped = symbols[i:]
+                log.warning(
+                    f"yahoo latest prices: the previous {errors_in_a_row} requests failed; not "
+                    f"asking the remaining {len(skipped)} symbol(s): {some(skipped)}"
+                )
+                failed.update(dict.fromkeys(skipped, "not requested after repeated failures"))
+                break
+            url = (
+                f"https://query2.finance.{YAHOO_DOMAIN}{CHART_PATH_PREFIX}{quote(symbol, safe='')}"
+            )
+            try:
+                response = session.get(url, params={"range": "1d", "interval": "1d"})
+            except Exception as exc:  # curl_cffi raises its own request errors
+                failed[symbol] = f"network error: {_short_error(exc)}"
+                errors_in_a_row += 1
+                continue
+            outcome = _chart_outcome(response.status_code, response.content)
+            # Only trouble reaching Yahoo counts towards giving up; an unknown symbol is an answer.
+            errors_in_a_row = errors_in_a_row + 1 if outcome.transient else 0
+            price = _market_price(response.content)
+            if outcome.reason is not None or price is None:
+                failed[symbol] = outcome.reason or "Yahoo returned no regularMarketPrice"
+                continue
+            prices[symbol] = price
+    return prices, failed
+
+
+def _market_price(content: bytes) -> float | None:
+    """``chart.result[0].meta.regularMarketPrice`` when it is a positive number."""
+    try:
+        meta = json.loads(content)["chart"]["result"][0]["meta"]
+        price = meta["regularMarketPrice"]
+    except (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError):
+        return None
+    if isinstance(price, bool) or not isinstance(price, int | float) or not price > 0:
+        return None
+    return float(price)
 
 
 def long_prices_from_download(frame: pd.DataFrame | None, symbols: Sequence[str]) -> pd.DataFrame:
