@@ -73,7 +73,7 @@ _DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 def _cached_client(region: str | None, endpoint: str | None, attempts: int, pool: int,
                    pid: int, chain: tuple[tuple[str, str], ...]) -> Any:  # fmt: skip
     # One client per configuration, process and AWS environment (a test points the chain
-    # elsewhere): building one costs ~50 ms, and clients are thread-safe.
+    # elsewhere): building one costs ~0.1 s (measured 0.14 s), and clients are thread-safe.
     return s3_client(
         region_name=region, endpoint_url=endpoint, max_pool_connections=pool, max_attempts=attempts
     )
