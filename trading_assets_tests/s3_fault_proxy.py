@@ -7,7 +7,9 @@ the second one fail. Failures are what a client meets in production:
 ``error``        answer 500 InternalError without forwarding (S3 having a bad moment);
 ``drop``         close the connection without an answer, without forwarding (endpoint gone);
 ``lose_answer``  forward the request (moto applies it), then close without an answer: the change
-                 happened but the client cannot know.
+                 happened but the client cannot know;
+``deny_missing`` forward the request, and turn a 404 answer into 403 AccessDenied, as S3 answers a
+                 GET of a missing key to a caller without (unconditional) s3:ListBucket.
 """
 
 import http.client
@@ -22,6 +24,10 @@ _ERROR_BODY = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
     b"<Message>injected by the test proxy</Message></Error>"
 )
+_DENIED_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    b"<Message>Access Denied</Message></Error>"
+)
 
 
 @dataclass
@@ -30,7 +36,7 @@ class Rule:
     ``times`` times (None: every one)."""
 
     matches: Callable[[str, str], bool]  # (method, path with query) -> bool
-    action: str  # "error" | "drop" | "lose_answer"
+    action: str  # "error" | "drop" | "lose_answer" | "deny_missing"
     after: int = 0
     times: int | None = None
     seen: int = 0
@@ -137,6 +143,9 @@ class FaultProxy:
                 if action == "lose_answer":
                     self.close_connection = True
                     return
+                if action == "deny_missing" and status == 404:
+                    status, payload = 403, _DENIED_BODY
+                    headers = [("Content-Type", "application/xml")]
                 self.send_response(status)
                 head = self.command == "HEAD"  # its Content-Length is the object's: keep it
                 for key, value in headers:
@@ -167,3 +176,7 @@ def batch_delete(method: str, path: str) -> bool:
 
 def anything(method: str, path: str) -> bool:
     return True
+
+
+def get(method: str, path: str) -> bool:
+    return method == "GET" and "list-type" not in path

@@ -19,6 +19,7 @@ import json
 import re
 
 import boto3
+import dagster as dg
 import duckdb
 import pandas as pd
 import pyarrow as pa
@@ -29,6 +30,7 @@ from botocore.exceptions import EndpointConnectionError
 from trading_assets.storage.contract import (
     ConcurrentWriteError,
     DatabaseWriteError,
+    MissingTableError,
     StorageMetadataError,
 )
 from trading_assets.storage.s3_io import S3ParquetIOManager
@@ -44,6 +46,7 @@ from trading_assets_tests.s3_fault_proxy import (
     FaultProxy,
     anything,
     batch_delete,
+    get,
     manifest_put,
     parquet_put,
 )
@@ -364,6 +367,36 @@ def test_a_reader_racing_a_switch_starts_over_and_sees_one_version(bucket, direc
     closes = table.to_pandas().set_index("date")["close"]
     assert (closes.loc[[dt.date(2024, 1, 10), dt.date(2024, 1, 12)]] >= 100).all()
     assert (closes.loc[[dt.date(2024, 1, 8), dt.date(2024, 1, 9)]] < 100).all()
+
+
+def test_without_list_permission_a_missing_key_still_reads_as_missing(bucket, direct, proxy):
+    # S3 answers 403, not 404, for a missing key to a role whose s3:ListBucket carries an
+    # s3:prefix condition (deploy/iam-policy.json): a never-written table, a first write and a
+    # reader racing a switch must still tell "missing" from "forbidden".
+    rule = proxy.fail(get, "deny_missing")
+    io = manager(bucket)
+    assert io.read_rows(PRICES, columns=["symbol"]).empty
+
+    @dg.asset(ins={PRICES: dg.AssetIn()})
+    def strict(raw_prices: pd.DataFrame) -> None:
+        pass
+
+    with pytest.raises(MissingTableError):
+        run([versioned_prices(1.0, partitions_def=None, metadata={}), strict], io,
+            selection=[strict])  # fmt: skip
+    seed(io)  # the first write: its manifest GET is denied, the listing says there is none
+    location = TableLocation.of(bucket, S3_PREFIX, PRICES)
+    calls: list[int] = []
+
+    def choose(manifest: Manifest):
+        calls.append(manifest.version)
+        if len(calls) == 1:
+            run(versioned_prices(100.0), io, key="2024-01-10")
+        return manifest.objects
+
+    manifest, table = read_table(s3_client(), location, choose)
+    assert calls == [1, 2] and table.num_rows == len(SYMBOLS) * len(ALL_SESSIONS)
+    assert rule.fired >= 3  # the table's, the first manifest's and a replaced object's 404s
 
 
 # --- configuration --------------------------------------------------------------------------------

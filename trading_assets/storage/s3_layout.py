@@ -410,12 +410,28 @@ def error_code(exc: BaseException) -> str:
     return code
 
 
+def is_missing(client: Any, bucket: str, key: str, exc: BaseException) -> bool:
+    """Whether a failed GET of ``key`` means the object does not exist.
+
+    S3 answers a GET of a missing key with 404 only to a caller allowed to list the bucket; to
+    one whose s3:ListBucket is limited by an ``s3:prefix`` condition (as the deploy policy's), it
+    answers 403 AccessDenied. Then a listing of exactly that key, which the prefix allows, tells.
+    """
+    code = error_code(exc)
+    if code in ("NoSuchKey", "404"):
+        return True
+    if code not in ("AccessDenied", "403"):
+        return False
+    listed = client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+    return not any(item["Key"] == key for item in listed.get("Contents", ()))
+
+
 def read_manifest(client: Any, location: TableLocation) -> tuple[Manifest | None, str | None]:
     """The table's manifest and its ETag, or (None, None) for a table never written."""
     try:
         response = client.get_object(Bucket=location.bucket, Key=location.manifest_key)
     except Exception as exc:
-        if error_code(exc) in ("NoSuchKey", "404"):
+        if is_missing(client, location.bucket, location.manifest_key, exc):
             return None, None
         raise
     body = response["Body"].read()

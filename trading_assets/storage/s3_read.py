@@ -22,7 +22,7 @@ from trading_assets.storage.s3_layout import (
     Manifest,
     ManifestObject,
     TableLocation,
-    error_code,
+    is_missing,
     read_manifest,
 )
 
@@ -58,7 +58,7 @@ def fetch_object(
     try:
         response = client.get_object(Bucket=location.bucket, Key=location.key(item.path))
     except Exception as exc:
-        if error_code(exc) in ("NoSuchKey", "404"):
+        if is_missing(client, location.bucket, location.key(item.path), exc):
             raise VanishedObjectError(location.url(item.path)) from exc
         raise
     body = response["Body"].read()
