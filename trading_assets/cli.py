@@ -154,6 +154,19 @@ def _progress_logger(progress: Progress):
     return progress_logger
 
 
+def tables_location() -> str:
+    """Where the deployment keeps its tables: the DuckDB file, or the bucket's prefix."""
+    from trading_assets import settings
+
+    if settings.env(settings.DEPLOYMENT, settings.DEFAULT_DEPLOYMENT) == "prod":
+        prefix = (settings.env(settings.S3_PREFIX, "") or "").strip("/")
+        return (
+            f"s3://{settings.env(settings.S3_BUCKET)}/{prefix}".rstrip("/")
+            + "/ (trading-assets sql)"
+        )
+    return str(duckdb_path())
+
+
 def reports_dir() -> Path:
     from trading_assets import settings
 
@@ -280,9 +293,12 @@ def run_range(
         + (f", warnings: {', '.join(warned)}" if warned else "")
         + "."
     )
-    progress.say(f"Tables: {duckdb_path()}")
+    progress.say(f"Tables: {tables_location()}")
     if progress.reports:
-        progress.say(f"Reports: {reports_dir()} (open {progress.reports[0]} in a browser)")
+        where = (
+            progress.reports[0].rsplit("/", 1)[0] if "://" in progress.reports[0] else reports_dir()
+        )
+        progress.say(f"Reports: {where} (open {progress.reports[0]} in a browser)")
     progress.say(f"UI (full event log, partitions, checks): DAGSTER_HOME={home} dagster dev")
     return 0 if success else 1
 
@@ -320,6 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     backtest.add_argument("--from", dest="first", help="first session traded (YYYY-MM-DD)")
     backtest.add_argument("--to", dest="last", help="last session traded (YYYY-MM-DD)")
+    sql = sub.add_parser(
+        "sql",
+        help="run SQL over the stored tables: the DuckDB file (local) or the bucket's Parquet (prod)",
+    )
+    sql.add_argument("query", help="e.g. \"select * from indicators where symbol = 'AAPL'\"")
+    sql.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     sub.add_parser(
         "init-home", help="create $DAGSTER_HOME (default ./dagster_home) with dagster.yaml"
     )
@@ -337,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "backtest":
         return run_backtests(args.strategy, args.params, args.first, args.last)
+    if args.command == "sql":
+        return run_sql(args.query, csv=args.csv)
     if args.command == "init-home":
         print(f"export DAGSTER_HOME={ensure_dagster_home()}")
         return 0
@@ -374,6 +398,44 @@ def run_backtests(
     return run_range(
         ",".join(PORTFOLIO_SELECTION_NAMES), "", "", out, strategies=span, backtest_config=config
     )
+
+
+def run_sql(query: str, *, csv: bool = False, out: TextIO = sys.stdout) -> int:
+    """``trading-assets sql``: the query over the deployment's tables, read-only."""
+    import duckdb
+
+    from trading_assets import settings
+
+    deployment = settings.choice(
+        settings.DEPLOYMENT, settings.DEFAULT_DEPLOYMENT, settings.DEPLOYMENTS
+    )
+    if deployment == "prod":
+        from trading_assets.storage.s3_sql import attach_bucket
+
+        bucket = settings.env(settings.S3_BUCKET)
+        if not bucket:
+            raise SystemExit(f"{settings.DEPLOYMENT}=prod needs {settings.S3_BUCKET}")
+        con = duckdb.connect()
+        attach_bucket(con, bucket, settings.env(settings.S3_PREFIX, "") or "")
+    else:
+        path = duckdb_path()
+        if not path.exists():
+            raise SystemExit(f"no DuckDB file at {path}: run trading-assets main first")
+        con = duckdb.connect(str(path), read_only=True)
+    try:
+        result = con.sql(query)
+        if result is None:
+            print("(no result)", file=out)
+        elif csv:
+            result.to_df().to_csv(out, index=False)
+        else:
+            print(result.to_df().to_string(index=False, max_rows=200), file=out)
+    except duckdb.Error as exc:
+        print(f"sql: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        con.close()
+    return 0
 
 
 def report_dead_runs(out: TextIO = sys.stdout) -> int:

@@ -16,6 +16,7 @@ from trading_assets.assets.performance import performance_metrics, performance_r
 from trading_assets.assets.prices import raw_prices
 from trading_assets.assets.universe import symbols
 from trading_assets.jobs import ALL_JOBS
+from trading_assets.notify import NotifierResource
 from trading_assets.resources import (
     FundamentalsResource,
     PriceSourceResource,
@@ -27,6 +28,8 @@ from trading_assets.runs import dead_runs_sensor
 from trading_assets.schedules import ALL_SCHEDULES
 from trading_assets.sensors import portfolio_after_daily
 from trading_assets.storage.duckdb_io import DuckDBIOManager
+from trading_assets.storage.s3_io import S3ParquetIOManager
+from trading_assets.storage.s3_reports import S3ReportStoreResource
 
 
 def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
@@ -34,14 +37,10 @@ def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
     return dg.EnvVar(name) if settings.env(name) is not None else default
 
 
-def local_resources() -> dict[str, object]:
-    source = settings.choice(
-        settings.PRICE_SOURCE, settings.DEFAULT_PRICE_SOURCE, settings.PRICE_SOURCES
-    )
+def common_resources(default_source: str) -> dict[str, object]:
+    """What both deployments share: sources, the user's trades file and the notifier."""
+    source = settings.choice(settings.PRICE_SOURCE, default_source, settings.PRICE_SOURCES)
     return {
-        "io_manager": DuckDBIOManager(
-            database=_env_or(settings.DUCKDB_PATH, settings.DEFAULT_DUCKDB_PATH)
-        ),
         "price_source": PriceSourceResource(
             kind=source,
             path=_env_or(settings.PRICES_PATH, None),
@@ -56,18 +55,48 @@ def local_resources() -> dict[str, object]:
             yahoo_base_url=_env_or(settings.YAHOO_BASE_URL, None),
         ),
         "trade_file": TradeJournalResource(path=_env_or(settings.TRADES_PATH, None)),
+        "notifier": NotifierResource(
+            kind=settings.choice(settings.NOTIFIER, settings.DEFAULT_NOTIFIER, settings.NOTIFIERS),
+            sns_topic_arn=_env_or(settings.SNS_TOPIC_ARN, None),
+            ses_sender=_env_or(settings.SES_SENDER, None),
+            ses_recipients=_env_or(settings.SES_RECIPIENTS, None),
+            secret_id=_env_or(settings.SECRET_ID, None),
+        ),
+    }
+
+
+def local_resources() -> dict[str, object]:
+    """local: the DuckDB file and reports/ on this machine; the bundled sample by default."""
+    return {
+        **common_resources(settings.DEFAULT_PRICE_SOURCE),
+        "io_manager": DuckDBIOManager(
+            database=_env_or(settings.DUCKDB_PATH, settings.DEFAULT_DUCKDB_PATH)
+        ),
         "report_store": ReportStoreResource(
             directory=_env_or(settings.REPORTS_DIR, settings.DEFAULT_REPORTS_DIR)
         ),
     }
 
 
+def prod_resources() -> dict[str, object]:
+    """prod: Parquet on S3 and the reports in the same bucket; Yahoo by default. The endpoint and
+    credentials come from the standard AWS chain (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)."""
+    if settings.env(settings.S3_BUCKET) is None:
+        raise settings.ConfigurationError(
+            f"{settings.DEPLOYMENT}=prod needs {settings.S3_BUCKET} (the bucket that holds the "
+            f"tables and reports); {settings.S3_PREFIX} is optional"
+        )
+    bucket = dg.EnvVar(settings.S3_BUCKET)
+    prefix = _env_or(settings.S3_PREFIX, "")
+    return {
+        **common_resources(settings.DEFAULT_PROD_PRICE_SOURCE),
+        "io_manager": S3ParquetIOManager(bucket=bucket, prefix=prefix),
+        "report_store": S3ReportStoreResource(bucket=bucket, prefix=prefix),
+    }
+
+
 def resources_for(deployment: str) -> dict[str, object]:
-    if deployment == "local":
-        return local_resources()
-    raise settings.ConfigurationError(
-        f"{settings.DEPLOYMENT}={deployment!r}: the prod deployment (Parquet on S3) is not built yet; use 'local'"
-    )
+    return local_resources() if deployment == "local" else prod_resources()
 
 
 DEPLOYMENT = settings.choice(settings.DEPLOYMENT, settings.DEFAULT_DEPLOYMENT, settings.DEPLOYMENTS)

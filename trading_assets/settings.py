@@ -14,17 +14,23 @@ PRICES_PATH = "TRADING_ASSETS_PRICES_PATH"  # input of the files source
 UNIVERSE = "TRADING_ASSETS_UNIVERSE"  # CSV path with a symbol column, or "AAPL,MSFT,..."
 CALENDAR = "TRADING_ASSETS_CALENDAR"  # exchange_calendars code: XNYS (default), XASX, XLON, ...
 START_DATE = "TRADING_ASSETS_START_DATE"  # first partition, YYYY-MM-DD
-FUNDAMENTALS_PATH = (
-    "TRADING_ASSETS_FUNDAMENTALS_PATH"  # CSV with symbol, market_cap; default: bundled
-)
-MULTIPLIERS_PATH = (
-    "TRADING_ASSETS_MULTIPLIERS_PATH"  # CSV of per-session STDEV threshold multipliers
-)
+# CSV with symbol, market_cap; default: bundled
+FUNDAMENTALS_PATH = "TRADING_ASSETS_FUNDAMENTALS_PATH"
+# CSV of per-session STDEV threshold multipliers
+MULTIPLIERS_PATH = "TRADING_ASSETS_MULTIPLIERS_PATH"
 TRADES_PATH = "TRADING_ASSETS_TRADES_PATH"  # the user's trades CSV for trade_journal (optional)
 REPORTS_DIR = "TRADING_ASSETS_REPORTS_DIR"  # where performance_report writes its HTML (local)
-YAHOO_BASE_URL = (
-    "TRADING_ASSETS_YAHOO_BASE_URL"  # optional mirror/proxy of Yahoo's API (tests use a local one)
-)
+# optional mirror/proxy of Yahoo's API (tests use a local one)
+YAHOO_BASE_URL = "TRADING_ASSETS_YAHOO_BASE_URL"
+# prod (Parquet on S3); endpoint and credentials come from the standard AWS chain (AWS_ENDPOINT_URL, ...)
+S3_BUCKET = "TRADING_ASSETS_S3_BUCKET"  # required for prod
+S3_PREFIX = "TRADING_ASSETS_S3_PREFIX"  # optional key prefix inside the bucket
+# alerts and failure notices
+NOTIFIER = "TRADING_ASSETS_NOTIFIER"  # log (default) | sns | ses
+SNS_TOPIC_ARN = "TRADING_ASSETS_SNS_TOPIC_ARN"  # sns: the topic
+SES_SENDER = "TRADING_ASSETS_SES_FROM"  # ses: the verified sender address
+SES_RECIPIENTS = "TRADING_ASSETS_SES_TO"  # ses: comma-separated recipients
+SECRET_ID = "TRADING_ASSETS_SECRET_ID"  # optional Secrets Manager secret (JSON) with the targets
 
 DEFAULT_DEPLOYMENT = "local"
 DEFAULT_DUCKDB_PATH = "data/trading_assets.duckdb"

@@ -350,6 +350,17 @@ def test_trading_assets_main_runs_the_daily_graph_then_the_portfolio(tmp_path):
             ).df()
 
     stdev, momentum = trades("stdev"), trades("watchlist_momentum")
+    # trading-assets sql reads the same file
+    counted = subprocess.run(
+        [sys.executable, "-m", "trading_assets.cli", "sql", "select count(*) as n from backtest_trades where strategy = 'stdev'", "--csv"],
+        env=env, cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert counted.returncode == 0 and counted.stdout.split() == ["n", str(len(stdev))], counted
+    bad_sql = subprocess.run(
+        [sys.executable, "-m", "trading_assets.cli", "sql", "select * from nowhere"],
+        env=env, cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad_sql.returncode == 1 and "nowhere" in bad_sql.stderr
     cli = [sys.executable, "-m", "trading_assets.cli", "backtest"]
     again = subprocess.run(
         [*cli, "stdev", "--params", '{"mr_arm_z": 2.5, "tc_arm_z": 2.5}'],

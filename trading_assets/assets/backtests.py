@@ -29,7 +29,7 @@ from trading_assets.core.backtest.result import (
 from trading_assets.core.metrics import performance_summary, returns_from_equity
 from trading_assets.core.prices import PRICE_COLUMNS
 from trading_assets.core.quarantine import QUARANTINE_COLUMN
-from trading_assets.core.screen import ENVIRONMENT_INPUT_COLUMNS
+from trading_assets.core.screen import ENVIRONMENT_INPUT_COLUMNS, WATCHLIST_COLUMNS
 
 PORTFOLIO_GROUP = "portfolio"
 strategy_partitions = dg.StaticPartitionsDefinition(list(STRATEGIES))
@@ -169,6 +169,10 @@ def backtests(
     watchlist's sized plans. The trades and the daily equity of each strategy are stored under
     its partition; a quarantined bar is a session the strategy cannot trade."""
     bars = _bars(symbols, raw_prices, indicators, config)
+    # A table first written empty has no rows to type its text columns by (storage contract), so
+    # an empty watchlist can come back without them: no candidates either way.
+    if watchlist.empty:
+        watchlist = pd.DataFrame(columns=list(WATCHLIST_COLUMNS))
     trades_out, equity_out, summary = [], [], []
     for strategy in context.partition_keys:
         result = run_backtest(

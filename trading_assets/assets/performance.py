@@ -27,6 +27,7 @@ from trading_assets.resources import ReportStoreResource, TradeJournalResource
 from trading_assets.storage.contract import TableStore
 
 USER = "user"  # the strategy name of the trader's own round trips
+JOURNAL_COLUMNS = ["strategy", "trade_id", *TRADE_COLUMNS[1:]]
 BENCHMARK = "SPY"
 BENCHMARK_ROW = "SPY buy-and-hold"
 STRATEGY, KIND = "strategy", "kind"
@@ -59,6 +60,8 @@ def trade_journal(
     matched FIFO into round trips under strategy `user`, open lots marked at the last close. A
     file with any bad row (unknown symbol, non-positive quantity or price, a sell beyond the open
     position, a date that is not a session, a malformed row) is refused whole, each line named."""
+    # an all-empty table comes back without its untyped (text) columns: give them back
+    backtest_trades = backtest_trades.reindex(columns=JOURNAL_COLUMNS)
     user = _user_trades(trade_file.path, set(symbols["symbol"]), io_manager)
     if len(user):
         user = user.assign(**{STRATEGY: USER, TRADE_ID: range(len(user))})
@@ -118,6 +121,7 @@ def performance_metrics(
     daily win rate, profit factor, average win and loss (as quantstats computes them), and the
     trade statistics: closed trades, trade win rate, expectancy in R, average holding days and
     exposure %."""
+    trade_journal = trade_journal.reindex(columns=JOURNAL_COLUMNS)
     curves = _curves(backtest_equity, trade_journal, io_manager, config.journal_equity)
     rows = []
     for name, (kind, equity) in curves.items():
@@ -206,6 +210,7 @@ def performance_report(
     against SPY, the drawdown, a monthly-returns heatmap, the metrics table and the trade list,
     written to reports/<strategy>.html (TRADING_ASSETS_REPORTS_DIR). Open it in any browser; it
     fetches nothing. The UI shows every strategy's equity and drawdown here."""
+    trade_journal = trade_journal.reindex(columns=JOURNAL_COLUMNS)
     curves = _curves(backtest_equity, trade_journal, io_manager, config.journal_equity)
     spy = curves.get(BENCHMARK_ROW, ("benchmark", None))[1]
     paths: dict[str, str] = {}
