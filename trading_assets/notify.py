@@ -12,7 +12,7 @@ way production points them at AWS. A refusal or an unreachable endpoint raises
 :class:`NotificationError` naming the target.
 
 Secrets. No target or key lives in code or a config file. The targets come from environment
-variables (:data:`SNS_TOPIC_ARN`, :data:`SES_SENDER`, :data:`SES_RECIPIENTS`, through ``dg.EnvVar``)
+variables (settings.SNS_TOPIC_ARN, SES_SENDER, SES_RECIPIENTS, through ``dg.EnvVar``)
 or, when :data:`SECRET_ID` names an AWS Secrets Manager secret, from that secret: a JSON object with
 the keys ``sns_topic_arn``, ``ses_sender``, ``ses_recipients`` (a key the secret lacks falls back to
 the variable). :class:`SecretsResource` reads such a secret for anything else (an API key).
@@ -38,13 +38,13 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from trading_assets import settings
-
-# The variables of this interface (kept here until settings.py lists them with the others).
-NOTIFIER = "TRADING_ASSETS_NOTIFIER"  # log (default) | sns | ses
-SNS_TOPIC_ARN = "TRADING_ASSETS_SNS_TOPIC_ARN"
-SES_SENDER = "TRADING_ASSETS_SES_SENDER"  # a verified SES identity
-SES_RECIPIENTS = "TRADING_ASSETS_SES_RECIPIENTS"  # comma-separated addresses
-SECRET_ID = "TRADING_ASSETS_SECRET_ID"  # a Secrets Manager secret holding the targets (JSON)
+from trading_assets.settings import (  # the variables, named in descriptions and errors
+    NOTIFIER,
+    SECRET_ID,
+    SES_RECIPIENTS,
+    SES_SENDER,
+    SNS_TOPIC_ARN,
+)
 
 # Keys of the notifier's secret.
 SECRET_SNS_TOPIC_ARN = "sns_topic_arn"

@@ -221,8 +221,9 @@ def test_ses_targets_from_the_secret_and_an_unverified_sender(aws_env, caplog):
     notifier = NotifierResource(kind="ses", secret_id=name)
     with pytest.raises(NotificationError, match="MessageRejected") as error:
         notifier.send("s", "m")
-    assert f"SES sender <secret '{name}', key 'ses_sender'> to recipients <secret" in str(error.value)
-    assert sender not in str(error.value) and sender not in caplog.text
+    text = str(error.value)
+    assert f"SES sender <secret '{name}', key 'ses_sender'> to recipients <secret" in text
+    assert sender not in text and sender not in caplog.text
     boto3.client("ses").verify_email_identity(EmailAddress=sender)
     notifier.send("now verified", "m")
     assert [m["subject"] for m in ses_sent(aws_env, sender)] == ["[trading_assets] now verified"]
