@@ -38,7 +38,8 @@ from trading_assets.storage.contract import (
     Restatement,
     StorageMetadataError,
     TableStore,
-    date_bounds_for_window,
+    context_origin,
+    covered_partitions,
     quote_identifier,
     table_name_for,
 )
@@ -62,35 +63,6 @@ from trading_assets.storage.output_frames import frame_from_arrow, prepare_outpu
 def _sleep(seconds: float) -> None:
     # Indirection so a test can record the backoff without waiting for it.
     time.sleep(seconds)
-
-
-def _origin(context: dg.OutputContext | dg.InputContext) -> str:
-    """'asset raw_prices partition 2024-01-02' (or 'partitions A...B'), for error messages."""
-    label = f"asset {context.asset_key.to_user_string()}"
-    if context.has_asset_partitions and context.asset_partition_keys:
-        keys = context.asset_partition_keys
-        label += (
-            f" partition {keys[0]}" if len(keys) == 1 else f" partitions {keys[0]}...{keys[-1]}"
-        )
-    return label
-
-
-def _partitions(
-    context: dg.OutputContext | dg.InputContext, spec: OutputSpec, origin: str
-) -> DateBounds | KeyPartitions | None:
-    """The rows the context's partitions cover: a date window (time partitions) or partition keys
-    (static partitions); None when the asset is unpartitioned or no partition is asked for."""
-    if not context.has_asset_partitions or not context.asset_partition_keys:
-        return None
-    partitions_def = context.asset_partitions_def
-    if isinstance(partitions_def, dg.StaticPartitionsDefinition):
-        return KeyPartitions(spec.partition_expr, tuple(context.asset_partition_keys))
-    if not isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
-        raise NotImplementedError(
-            f"{origin}: DuckDBIOManager stores time-partitioned, statically partitioned or "
-            f"unpartitioned assets only; got {type(partitions_def).__name__}"
-        )
-    return date_bounds_for_window(context.asset_partitions_time_window)
 
 
 class DuckDBIOManager(TableStore):
@@ -174,10 +146,10 @@ class DuckDBIOManager(TableStore):
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         if not context.has_asset_key:
             raise NotImplementedError("DuckDBIOManager stores asset outputs only (no op outputs)")
-        origin = _origin(context)
+        origin = context_origin(context)
         spec = OutputSpec.from_metadata(context.definition_metadata, origin=origin)
         table = table_name_for(context.asset_key.path)
-        covered = _partitions(context, spec, origin)
+        covered = covered_partitions(context, spec, origin, "DuckDBIOManager")
         bounds = covered if isinstance(covered, DateBounds) else None
         keys = covered if isinstance(covered, KeyPartitions) else None
         restatement = Restatement.from_metadata(context.output_metadata, origin=origin)
@@ -332,7 +304,7 @@ class DuckDBIOManager(TableStore):
         """
         if not context.has_asset_key:
             raise NotImplementedError("DuckDBIOManager loads asset inputs only (no op outputs)")
-        origin = f"input {context.name!r} from {_origin(context)}"
+        origin = f"input {context.name!r} from {context_origin(context)}"
         upstream = context.upstream_output
         spec = OutputSpec.from_metadata(
             upstream.definition_metadata if upstream is not None else None, origin=origin
@@ -341,7 +313,7 @@ class DuckDBIOManager(TableStore):
         table = table_name_for(context.asset_key.path)
         qualified, shown = self._qualified(table), self._display(table)
 
-        covered = _partitions(context, spec, origin)
+        covered = covered_partitions(context, spec, origin, "DuckDBIOManager")
         # e.g. the partition before a self-dependent asset's first
         no_partitions = context.has_asset_partitions and not context.asset_partition_keys
 
