@@ -15,6 +15,12 @@ PORTFOLIO_JOB = "portfolio_job"
 INGEST_JOB = "ingest_job"
 WEEKLY_ENVIRONMENT_JOB = "weekly_environment_job"
 
+# deploy/dagster.yaml's QueuedRunCoordinator runs one run per value at a time: the daily tables'
+# writers queue behind each other, and so do the portfolio's (S3 has no file lock to take turns on).
+WRITER_TAG = "trading_assets/writer"
+DAILY_WRITER = {WRITER_TAG: "daily"}
+PORTFOLIO_WRITER = {WRITER_TAG: "portfolio"}
+
 # The backtests and everything after them are partitioned by strategy, not by session.
 PORTFOLIO_SELECTION = dg.AssetSelection.assets(*STRATEGY_ASSETS).downstream()
 # ... by name, for the CLI's --select
@@ -30,6 +36,7 @@ main_job = dg.define_asset_job(
     MAIN_JOB,
     selection=DAILY_SELECTION,
     partitions_def=trading_days,
+    tags=DAILY_WRITER,
     description="The daily graph: universe, prices, analytics and threshold multipliers, for a "
     "session or a range of sessions. A successful run starts portfolio_job.",
 )
@@ -37,6 +44,7 @@ portfolio_job = dg.define_asset_job(
     PORTFOLIO_JOB,
     selection=PORTFOLIO_SELECTION,
     partitions_def=strategy_partitions,
+    tags=PORTFOLIO_WRITER,
     description="Backtests (a partition per strategy) over the stored history, then the trade "
     "journal, performance metrics and the HTML reports.",
 )
@@ -44,12 +52,14 @@ ingest_job = dg.define_asset_job(
     INGEST_JOB,
     selection=dg.AssetSelection.assets("symbols", "raw_prices", "price_revisions"),
     partitions_def=trading_days,
+    tags=DAILY_WRITER,
     description="Universe and raw prices only: re-fetch a range from the configured source.",
 )
 weekly_environment_job = dg.define_asset_job(
     WEEKLY_ENVIRONMENT_JOB,
     selection=dg.AssetSelection.assets("market_environment").upstream(),
     partitions_def=trading_days,
+    tags=DAILY_WRITER,
     description="The market environment of a session, with the prices and indicators it needs.",
 )
 

@@ -90,3 +90,22 @@ def test_the_daily_and_portfolio_jobs_split_the_graph(monkeypatch, tmp_path):
         "ma_crossover", "rsi_mean_reversion", "stdev", "watchlist_momentum",
     ]  # fmt: skip
     assert {s.name for s in defs.sensors} >= {"dead_runs", "portfolio_after_daily"}
+
+
+def test_every_writing_job_carries_the_writer_tag_the_prod_queue_limits(monkeypatch, tmp_path):
+    import yaml
+
+    defs = load_defs(monkeypatch, TRADING_ASSETS_DUCKDB_PATH=str(tmp_path / "x.duckdb"))
+    tags = {name: defs.resolve_job_def(name).tags.get("trading_assets/writer")
+            for name in ("main_job", "ingest_job", "weekly_environment_job", "portfolio_job")}  # fmt: skip
+    assert tags == {"main_job": "daily", "ingest_job": "daily",
+                    "weekly_environment_job": "daily", "portfolio_job": "portfolio"}  # fmt: skip
+    from trading_assets_tests.conftest import PROJECT_ROOT
+
+    prod = yaml.safe_load((PROJECT_ROOT / "deploy" / "dagster.yaml").read_text())
+    limits = prod["run_coordinator"]["config"]["tag_concurrency_limits"]
+    assert {
+        "key": "trading_assets/writer",
+        "value": {"applyLimitPerUniqueValue": True},
+        "limit": 1,
+    } in limits
