@@ -40,18 +40,40 @@ RAW_PRICES_BLOCKING_CHECKS = (RAW_PRICES_QUARANTINE_LIMITS,)
 def raw_prices_check_specs(asset: str = "raw_prices") -> list[dg.AssetCheckSpec]:
     def spec(name: str, description: str) -> dg.AssetCheckSpec:
         return dg.AssetCheckSpec(
-            name=name, asset=asset, description=description, blocking=name in RAW_PRICES_BLOCKING_CHECKS
+            name=name,
+            asset=asset,
+            description=description,
+            blocking=name in RAW_PRICES_BLOCKING_CHECKS,
         )
 
     return [
-        spec(RAW_PRICES_NO_DUPLICATES, "The source served at most one bar per (symbol, session); else the last is kept."),
-        spec(RAW_PRICES_OHLC_CONSISTENT, "low <= open, close <= high; prices > 0; volume >= 0. Offenders are quarantined."),
-        spec(RAW_PRICES_NO_BAD_TICKS, "No x3 (or /3) move against the last clean close that reverts the next session (judged against stored bars). Offenders are quarantined."),
-        spec(RAW_PRICES_COMPLETE, "Every universe symbol has a bar on every session since its first bar."),
+        spec(
+            RAW_PRICES_NO_DUPLICATES,
+            "The source served at most one bar per (symbol, session); else the last is kept.",
+        ),
+        spec(
+            RAW_PRICES_OHLC_CONSISTENT,
+            "low <= open, close <= high; prices > 0; volume >= 0. Offenders are quarantined.",
+        ),
+        spec(
+            RAW_PRICES_NO_BAD_TICKS,
+            "No x3 (or /3) move against the last clean close that reverts the next session (judged against stored bars). Offenders are quarantined.",
+        ),
+        spec(
+            RAW_PRICES_COMPLETE,
+            "Every universe symbol has a bar on every session since its first bar.",
+        ),
         spec(RAW_PRICES_ALL_FETCHED, "The source returned data for every requested symbol."),
-        spec(RAW_PRICES_HISTORY_UNCHANGED, "Stored bars equal the same bars fetched again; a changed history (split, dividend) is re-fetched and listed."),
-        spec(RAW_PRICES_QUARANTINE_LIMITS, "No benchmark bar quarantined, and at most max_quarantined_share of the run's bars."),
+        spec(
+            RAW_PRICES_HISTORY_UNCHANGED,
+            "Stored bars equal the same bars fetched again; a changed history (split, dividend) is re-fetched and listed.",
+        ),
+        spec(
+            RAW_PRICES_QUARANTINE_LIMITS,
+            "No benchmark bar quarantined, and at most max_quarantined_share of the run's bars.",
+        ),
     ]
+
 
 ENVIRONMENT_INPUTS_PRESENT = "benchmark_inputs_present"
 
@@ -94,7 +116,7 @@ def latest_materialized_session(instance: dg.DagsterInstance, asset: str) -> str
     name=RAW_PRICES_FRESH,
     description="raw_prices has been materialised for the last closed session (the latest whose "
     "close + the close delay has passed). Run by the raw_prices_freshness sensor after each "
-    "close, and after raw_prices in every run.",
+    "close (not by the jobs: a backfill of an old range is not late).",
 )
 def raw_prices_fresh(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     now = market_hours.now_utc()

@@ -15,6 +15,7 @@ from trading_assets.assets.market import market_environment
 from trading_assets.assets.performance import performance_metrics, performance_report, trade_journal
 from trading_assets.assets.prices import raw_prices
 from trading_assets.assets.universe import symbols
+from trading_assets.checks import raw_prices_fresh
 from trading_assets.jobs import ALL_JOBS
 from trading_assets.notify import NotifierResource
 from trading_assets.resources import (
@@ -26,7 +27,13 @@ from trading_assets.resources import (
 )
 from trading_assets.runs import dead_runs_sensor
 from trading_assets.schedules import ALL_SCHEDULES
-from trading_assets.sensors import portfolio_after_daily
+from trading_assets.sensors import (
+    backfill_new_symbols,
+    notify_run_failure,
+    portfolio_after_daily,
+    price_alerts,
+    raw_prices_freshness,
+)
 from trading_assets.storage.duckdb_io import DuckDBIOManager
 from trading_assets.storage.s3_io import S3ParquetIOManager
 from trading_assets.storage.s3_reports import S3ReportStoreResource
@@ -117,6 +124,14 @@ defs = dg.Definitions(
     ],
     jobs=ALL_JOBS,
     schedules=ALL_SCHEDULES,
-    sensors=[dead_runs_sensor, portfolio_after_daily],
+    asset_checks=[raw_prices_fresh],
+    sensors=[
+        dead_runs_sensor,
+        portfolio_after_daily,
+        price_alerts,
+        backfill_new_symbols,
+        notify_run_failure,
+        raw_prices_freshness,
+    ],
     resources=resources_for(DEPLOYMENT),
 )

@@ -8,6 +8,7 @@ metrics and reports), which the portfolio_after_daily sensor starts after each s
 import dagster as dg
 
 from trading_assets.assets.backtests import STRATEGY_ASSETS, strategy_partitions
+from trading_assets.checks import RAW_PRICES_FRESH
 from trading_assets.partitions import trading_days
 
 MAIN_JOB = "main_job"
@@ -30,7 +31,12 @@ PORTFOLIO_SELECTION_NAMES = (
     "performance_metrics",
     "performance_report",
 )
-DAILY_SELECTION = dg.AssetSelection.all() - PORTFOLIO_SELECTION
+# raw_prices' freshness check is the raw_prices_freshness sensor's to run: in a job it would call
+# every backfill of an old range late.
+FRESHNESS_CHECK = dg.AssetSelection.checks(
+    dg.AssetCheckKey(dg.AssetKey("raw_prices"), RAW_PRICES_FRESH)
+)
+DAILY_SELECTION = dg.AssetSelection.all() - PORTFOLIO_SELECTION - FRESHNESS_CHECK
 
 main_job = dg.define_asset_job(
     MAIN_JOB,
@@ -50,14 +56,15 @@ portfolio_job = dg.define_asset_job(
 )
 ingest_job = dg.define_asset_job(
     INGEST_JOB,
-    selection=dg.AssetSelection.assets("symbols", "raw_prices", "price_revisions"),
+    selection=dg.AssetSelection.assets("symbols", "raw_prices", "price_revisions")
+    - FRESHNESS_CHECK,
     partitions_def=trading_days,
     tags=DAILY_WRITER,
     description="Universe and raw prices only: re-fetch a range from the configured source.",
 )
 weekly_environment_job = dg.define_asset_job(
     WEEKLY_ENVIRONMENT_JOB,
-    selection=dg.AssetSelection.assets("market_environment").upstream(),
+    selection=dg.AssetSelection.assets("market_environment").upstream() - FRESHNESS_CHECK,
     partitions_def=trading_days,
     tags=DAILY_WRITER,
     description="The market environment of a session, with the prices and indicators it needs.",

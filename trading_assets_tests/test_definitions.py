@@ -89,7 +89,10 @@ def test_the_daily_and_portfolio_jobs_split_the_graph(monkeypatch, tmp_path):
     assert defs.resolve_job_def("portfolio_job").partitions_def.get_partition_keys() == [
         "ma_crossover", "rsi_mean_reversion", "stdev", "watchlist_momentum",
     ]  # fmt: skip
-    assert {s.name for s in defs.sensors} >= {"dead_runs", "portfolio_after_daily"}
+    assert {s.name for s in defs.sensors} == {
+        "dead_runs", "portfolio_after_daily", "price_alerts", "backfill_new_symbols",
+        "notify_run_failure", "raw_prices_freshness",
+    }  # fmt: skip
 
 
 def test_every_writing_job_carries_the_writer_tag_the_prod_queue_limits(monkeypatch, tmp_path):
