@@ -17,7 +17,9 @@ def load_defs(monkeypatch, **env):
     for mod in [
         m for m in sys.modules if m.startswith("trading_assets.") and m != "trading_assets.settings"
     ]:
-        del sys.modules[mod]
+        # monkeypatch puts the original modules back afterwards: later tests keep the classes they
+        # imported (an error class imported before a reload is not the one a reloaded module raises)
+        monkeypatch.delitem(sys.modules, mod)
     return importlib.import_module("trading_assets.definitions").defs
 
 

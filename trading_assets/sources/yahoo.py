@@ -55,6 +55,7 @@ import datetime as dt
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -669,6 +670,9 @@ def _capped_timeout(timeout: object, cap: float) -> object:
 
 def _short_error(exc: BaseException) -> str:
     text = str(exc).split(" See https://curl.se", 1)[0].strip().rstrip(".")
+    # curl says how long it tried ("after 3 ms"): without it, one outage reads as one reason
+    # for the whole batch instead of one per timing.
+    text = re.sub(r" after \d+ ms", "", text)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
