@@ -51,7 +51,10 @@ class PriceSourceResource(RunLoggedResource):
     path: str | None = Field(
         default=None, description="files: long Parquet/CSV, or a directory of <SYMBOL>.csv"
     )
-    batch_size: int = Field(default=100, description="yahoo: symbols per download request")
+    batch_size: int = Field(
+        default=100,
+        description="yahoo: symbols per download request, and per raw_prices fetch step",
+    )
     max_retries: int = Field(
         default=5, description="yahoo: retries on rate limits and network errors"
     )
@@ -68,6 +71,19 @@ class PriceSourceResource(RunLoggedResource):
     yahoo_timeout: float | None = Field(
         default=None, description="yahoo: seconds per HTTP request (unset: 20)"
     )
+
+    def fetch_batches(self, symbols: list[str]) -> list[list[str]]:
+        """How raw_prices splits a fetch of ``symbols`` into steps (one per batch, run in parallel
+        by a multiprocess executor): yahoo's download batches of ``batch_size``, in order; a file
+        source is read once (a local read gains nothing from more processes)."""
+        if self.kind != "yahoo":
+            return [list(symbols)] if symbols else []
+        if self.batch_size < 1:
+            raise settings.ConfigurationError(
+                f"yahoo batch_size must be >= 1, got {self.batch_size}"
+            )
+        size = self.batch_size
+        return [list(symbols[i : i + size]) for i in range(0, len(symbols), size)]
 
     def build(self) -> PriceSource:
         if self.kind == "sample":
