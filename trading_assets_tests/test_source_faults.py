@@ -55,6 +55,8 @@ SERVED = ("2024-03-01", "2024-04-30")  # covers RANGE and the 5-session overlap 
 MAX_RETRIES = 2
 BASE_DELAY = 0.1  # seconds before the first retry: real waits of 0.05-0.1 s, then 0.1-0.2 s
 BATCH = "batch 1/1 (5 symbols: AAPL, MSFT, QQQ, SPY, ^VIX)"
+# raw_prices fetches each batch in a step of its own; its retries are that step's WARNINGs.
+FETCH_STEP = "raw_prices.fetch_batch[0]"
 RETRY = re.compile(
     rf"yahoo {re.escape(BATCH)}: attempt (\d) failed for (\d) symbol\(s\): (.+) \((.+)\); "
     r"retry (\d)/(\d) in ([\d.]+) s"
@@ -170,7 +172,7 @@ def test_a_failing_yahoo_symbol_is_retried_visibly_then_listed_and_keeps_its_row
         yahoo.set_fault(BROKEN, None)
     assert result.success  # one failed symbol never stops the universe
 
-    assert_retry_warnings(run_warnings(instance, result, "raw_prices"), [BROKEN], reason)
+    assert_retry_warnings(run_warnings(instance, result, FETCH_STEP), [BROKEN], reason)
     # Every attempt reached the server (no cached answer replayed); the healthy symbols were
     # asked once, not again with each retry.
     broken = yahoo.chart_requests(BROKEN)
@@ -196,7 +198,7 @@ def test_yahoo_unreachable_is_retried_visibly_then_fails_and_the_store_is_unchan
     assert not result.success
 
     reason = "network error: ConnectionError: Failed to perform, curl: (7) Failed to connect"
-    assert_retry_warnings(run_warnings(instance, result, "raw_prices"), ALL, reason)
+    assert_retry_warnings(run_warnings(instance, result, FETCH_STEP), ALL, reason)
     err = step_error(result)
     assert err.cls_name == NoPricesFetchedError.__name__
     for symbol in ALL:

@@ -1,5 +1,16 @@
 """raw_prices: daily OHLCV bars per (symbol, session), and price_revisions: what each run restated.
 
+A graph of steps, so that a universe of thousands of symbols fetches in parallel:
+
+    plan_batches ─┬─ fetch_batch[0] ─┐
+                  ├─ fetch_batch[1] ─┼─ judge_and_store  → raw_prices, price_revisions, checks
+                  └─ fetch_batch[n] ─┘
+
+``plan_batches`` and ``fetch_batch`` (price_fetch.py) split the window's symbols into the source's
+batches and fetch each in its own step; ``judge_and_store`` compares the overlap with the stored
+bars, re-fetches re-adjusted histories whole, quarantines, runs the checks and returns both tables.
+Under the in-process executor the steps run one after another, as the single step did.
+
 Thin: the rules live in trading_assets.core (quality, quarantine, adjustments).
 """
 
@@ -11,45 +22,37 @@ import pandas as pd
 from trading_assets import checks
 from trading_assets.assets.common import day_after
 from trading_assets.assets.metadata import frame_metadata, split_metadata
+from trading_assets.assets.price_checks import check_results
+from trading_assets.assets.price_fetch import (
+    BATCHES_IO_MANAGER,
+    BATCHES_IO_MANAGER_KEY,
+    BatchFetch,
+    NoPricesFetchedError,
+    PricePlan,
+    RawPricesConfig,
+    collected,
+    fetch_batch,
+    plan_batches,
+    stored_rows,
+)
+from trading_assets.assets.price_fetch import (
+    UnknownSymbolsError as UnknownSymbolsError,  # raised by plan_batches; imported from here
+)
 from trading_assets.core import quality
-from trading_assets.core.adjustments import ADJUSTMENT, OVERLAP_SESSIONS, find_history_changes
-from trading_assets.core.prices import RAW_PRICE_COLUMNS
-from trading_assets.core.quarantine import (
-    BAD_TICK,
-    QUARANTINE_COLUMN,
-    SPIKE_UNCONFIRMED,
-    close_is_usable,
-    judge_bars,
-)
-from trading_assets.core.symbols import validate_symbols
-from trading_assets.core.universe import BENCHMARK_SYMBOLS
-from trading_assets.market_hours import (
-    DEFAULT_CLOSE_DELAY_MINUTES,
-    first_session,
-    require_closed,
-    session_after,
-    sessions_before,
-    sessions_from_to,
-)
-from trading_assets.partitions import sessions_in_window, trading_days
+from trading_assets.core.adjustments import ADJUSTMENT, find_history_changes
+from trading_assets.core.quarantine import QUARANTINE_COLUMN, judge_bars
+from trading_assets.market_hours import first_session, session_after, sessions_from_to
+from trading_assets.partitions import trading_days
 from trading_assets.resources import PriceSourceResource
 from trading_assets.sources.base import PriceSource
 from trading_assets.storage.contract import Restatement, TableStore
 
-MAX_LISTED = 50  # rows of offending data shown in check metadata
-# More quarantined bars than this share of a run's bars is a source failure, not a bad print.
-DEFAULT_MAX_QUARANTINED_SHARE = 0.01
 # Kinds of price_revisions rows besides the adjustment/revision of core.adjustments.
 VERDICT = "verdict"  # only a stored bar's quarantine verdict changed (its next bar arrived)
 REVISION_COLUMNS = ["date", "symbol", "kind", "restate_from", "factor", "sessions_compared"]
-
-
-class NoPricesFetchedError(RuntimeError):
-    """The source returned no bar at all for the requested symbols and sessions."""
-
-
-class UnknownSymbolsError(ValueError):
-    """A re-fetch asked for symbols that are not in the universe."""
+CHECK_SPECS = checks.raw_prices_check_specs()
+# The op output (and graph output) Dagster wires each check to.
+CHECK_OUTPUTS = [spec.get_python_identifier() for spec in CHECK_SPECS]
 
 
 class QuarantineLimitError(RuntimeError):
@@ -61,82 +64,31 @@ class RevisionsNotSelectedError(RuntimeError):
     recompute it, was not selected; nothing was written."""
 
 
-class RawPricesConfig(dg.Config):
-    symbols: list[str] | None = None
-    """Re-fetch only these universe symbols; their stored rows in the range are replaced, others kept."""
-    max_quarantined_share: float = DEFAULT_MAX_QUARANTINED_SHARE
-    """Block the run when more than this share of its bars (and more than one) is quarantined."""
-    close_delay_minutes: float = DEFAULT_CLOSE_DELAY_MINUTES
-    """A session can be fetched only this long after its close (no partial bars)."""
-
-
-@dg.multi_asset(
-    outs={
-        "raw_prices": dg.AssetOut(
-            is_required=False,
-            group_name="market",
-            kinds={"pandas", "duckdb"},
-            description="Daily bars per (symbol, session) as the source delivered them, with a "
-            "`quarantine` reason where a bar is kept out of every calculation.",
-            metadata={
-                "partition_expr": "date",
-                "replace_keys": ["symbol"],
-                "unique_key": ["symbol", "date"],
-            },
-        ),
-        "price_revisions": dg.AssetOut(
-            is_required=False,
-            group_name="market",
-            kinds={"pandas", "duckdb"},
-            description="Per run (dated by its last session), the symbols whose stored history it "
-            "restated and from which date: a split or dividend (adjustment, with the factor), a "
-            "corrected bar (revision), or a re-judged bar (verdict). Downstream assets recompute "
-            "those symbols' rows from that date.",
-            metadata={
-                "partition_expr": "date",
-                "unique_key": ["date", "symbol"],
-                "allow_empty": True,
-            },
-        ),
+@dg.op(
+    out={
+        "raw_prices": dg.Out(is_required=False),
+        "price_revisions": dg.Out(is_required=False),
+        **{name: dg.Out(is_required=False) for name in CHECK_OUTPUTS},
     },
-    partitions_def=trading_days,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    check_specs=checks.raw_prices_check_specs(),
-    # `--select raw_prices` works; price_revisions is required only when a run restates history.
-    can_subset=True,
+    description="Compare, re-fetch re-adjusted histories, quarantine, check; return both tables.",
 )
-def raw_prices(
-    context: dg.AssetExecutionContext,
+def judge_and_store(
+    context: dg.OpExecutionContext,
     config: RawPricesConfig,
-    symbols: pd.DataFrame,
+    plan: PricePlan,
+    fetches: list[BatchFetch],
     price_source: PriceSourceResource,
     io_manager: dg.ResourceParam[TableStore],
 ):
-    """Daily bars (open, high, low, close, volume) for every universe symbol on every session of the
-    partition range, with provenance (source, fetched_at). Prices are as the source serves them:
-    yfinance auto-adjusted for splits and dividends. Each fetch also reads the 5 sessions before
-    the range and compares them with the stored bars: when a symbol's history changed (a split, a
-    dividend, a re-adjusted export) its whole history is fetched again and replaced. Bad bars are
-    quarantined (stored, flagged, kept out downstream), never fatal."""
-    sessions = sessions_in_window(context.partition_time_window)
-    if not sessions:
-        raise NoPricesFetchedError(f"no {context.partition_key_range} session in the calendar")
-    require_closed(sessions[-1], config.close_delay_minutes)
-    universe = symbols["symbol"].tolist()
-    wanted = _requested_symbols(config, universe)
+    sessions, overlap, wanted = plan.sessions, plan.overlap, plan.wanted
     source = price_source.build()
-
     # The stored bars just before the window (compared and judged against) and just after it.
-    overlap = sessions_before(sessions[0], OVERLAP_SESSIONS)
-    stored = _stored(io_manager, wanted, overlap[0] if overlap else None, sessions[0])
+    stored = stored_rows(io_manager, wanted, overlap[0] if overlap else None, sessions[0])
     after = session_after(sessions[-1])
-    stored_after = _stored(io_manager, wanted, after, day_after(after)) if after else None
+    stored_after = stored_rows(io_manager, wanted, after, day_after(after)) if after else None
 
-    start = overlap[0] if len(stored) else sessions[0]
-    context.log.info(f"fetching {len(wanted)} symbols from {source.name}, {start}..{sessions[-1]}")
-    result = source.fetch(wanted, start, sessions[-1])
-    failed = dict(result.failed)
-    fetched, dropped = _on_calendar(result.prices, set(overlap) | set(sessions))
+    prices, failed = collected(fetches, source.name)
+    fetched, dropped = _on_calendar(prices, set(overlap) | set(sessions))
     duplicates = quality.find_duplicates(fetched)
     fresh = quality.drop_duplicates(fetched)
     if fresh[fresh["date"] >= sessions[0]].empty:
@@ -144,7 +96,6 @@ def raw_prices(
             f"{source.name} returned no bars for {len(wanted)} symbols over {sessions[0]}..{sessions[-1]}; "
             f"failures: {_head(failed)}"
         )
-
     changes = find_history_changes(stored, fresh[fresh["date"] < sessions[0]])
     adjusted = changes.loc[changes["kind"] == ADJUSTMENT, "symbol"].tolist()
     if adjusted:
@@ -176,6 +127,7 @@ def raw_prices(
         "rows": int(in_window.sum()),
         "source": source.name,
         "symbols_requested": len(wanted),
+        "fetch_batches": plan.batches,
         "symbols_fetched": int(window["symbol"].nunique()),
         "sessions": len(sessions),
         "first_session": str(sessions[0]),
@@ -192,7 +144,7 @@ def raw_prices(
     selected_checks = {key.name for key in context.selected_asset_check_keys}
     results = [
         check
-        for check in _check_results(
+        for check in check_results(
             window,
             judged[~in_window],
             duplicates,
@@ -229,19 +181,63 @@ def raw_prices(
     yield from results
 
 
-def _requested_symbols(config: RawPricesConfig, universe: list[str]) -> list[str]:
-    if not config.symbols:
-        return universe
-    wanted = validate_symbols(config.symbols)
-    unknown = sorted(set(wanted) - set(universe))
-    if unknown:
-        raise UnknownSymbolsError(
-            f"not in the universe (materialise `symbols` first or fix the list): {unknown}"
-        )
-    return wanted
+def _config_for_steps(config: dict) -> dict:
+    """The graph's config, RawPricesConfig at ``{"ops": {"raw_prices": {"config": ...}}}`` as
+    before the fan-out, handed to the two steps that read it."""
+    return {"plan_batches": {"config": config}, "judge_and_store": {"config": config}}
 
 
-def _require_revisions_selected(context: dg.AssetExecutionContext, revisions) -> None:
+@dg.graph_multi_asset(
+    outs={
+        "raw_prices": dg.AssetOut(
+            is_required=False,
+            group_name="market",
+            kinds={"pandas", "duckdb"},
+            description="Daily bars per (symbol, session) as the source delivered them, with a "
+            "`quarantine` reason where a bar is kept out of every calculation.",
+            metadata={
+                "partition_expr": "date",
+                "replace_keys": ["symbol"],
+                "unique_key": ["symbol", "date"],
+            },
+        ),
+        "price_revisions": dg.AssetOut(
+            is_required=False,
+            group_name="market",
+            kinds={"pandas", "duckdb"},
+            description="Per run (dated by its last session), the symbols whose stored history it "
+            "restated and from which date: a split or dividend (adjustment, with the factor), a "
+            "corrected bar (revision), or a re-judged bar (verdict). Downstream assets recompute "
+            "those symbols' rows from that date.",
+            metadata={
+                "partition_expr": "date",
+                "unique_key": ["date", "symbol"],
+                "allow_empty": True,
+            },
+        ),
+    },
+    partitions_def=trading_days,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    check_specs=CHECK_SPECS,
+    # `--select raw_prices` works; price_revisions is required only when a run restates history.
+    can_subset=True,
+    config=dg.ConfigMapping(_config_for_steps, config_schema=RawPricesConfig.to_config_schema()),
+    resource_defs={BATCHES_IO_MANAGER_KEY: BATCHES_IO_MANAGER},
+)
+def raw_prices(symbols):
+    """Daily bars (open, high, low, close, volume) for every universe symbol on every session of the
+    partition range, with provenance (source, fetched_at). Prices are as the source serves them:
+    yfinance auto-adjusted for splits and dividends. Each fetch also reads the 5 sessions before
+    the range and compares them with the stored bars: when a symbol's history changed (a split, a
+    dividend, a re-adjusted export) its whole history is fetched again and replaced. Bad bars are
+    quarantined (stored, flagged, kept out downstream), never fatal. The fetch runs one step per
+    batch of symbols, in parallel under a multiprocess executor."""
+    plan, batches = plan_batches(symbols)
+    fetched = batches.map(fetch_batch).collect()
+    return judge_and_store(plan, fetched)._asdict()
+
+
+def _require_revisions_selected(context: dg.OpExecutionContext, revisions) -> None:
     selected = context.selected_output_names
     if "raw_prices" not in selected:
         raise RevisionsNotSelectedError(
@@ -254,18 +250,6 @@ def _require_revisions_selected(context: dg.AssetExecutionContext, revisions) ->
             "price_revisions with raw_prices (e.g. --select raw_prices,price_revisions, or the "
             "ingest_job) so that the downstream assets recompute what changed; nothing was written"
         )
-
-
-def _stored(io_manager: TableStore, wanted, start, end) -> pd.DataFrame:
-    """Stored raw_prices rows of ``wanted`` with start <= date < end (none when start is None)."""
-    frame = (
-        io_manager.read_rows("raw_prices", symbols=wanted, start=start, end=end)
-        if start is not None
-        else pd.DataFrame()
-    )
-    # An empty store, or a table written before quarantine existed, lacks some columns.
-    frame = frame.reindex(columns=[*RAW_PRICE_COLUMNS, QUARANTINE_COLUMN])
-    return frame.astype({"symbol": object, "date": object, QUARANTINE_COLUMN: object})
 
 
 def _on_calendar(prices: pd.DataFrame, sessions: set[dt.date]) -> tuple[pd.DataFrame, int]:
@@ -387,81 +371,6 @@ def _revisions(restated_from, adjusted, changes, last_session) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=REVISION_COLUMNS)
     return frame.astype(
         {"symbol": "string", "kind": "string", "factor": "float64", "sessions_compared": "int64"}
-    )
-
-
-def _check_results(
-    window, restated, duplicates, failed, wanted, sessions, changes, config, restated_from
-):
-    judged = pd.concat([window, restated], ignore_index=True)
-    flagged = judged[judged[QUARANTINE_COLUMN].notna()]
-    spikes = flagged[QUARANTINE_COLUMN].isin([BAD_TICK, SPIKE_UNCONFIRMED])
-    ohlc, ticks = flagged[~spikes], flagged[spikes]
-    shown = ["symbol", "date", "open", "high", "low", "close", "volume", QUARANTINE_COLUMN]
-    missing = quality.find_missing_sessions(
-        window, [s for s in wanted if s not in failed], sessions
-    )
-    warn = dg.AssetCheckSeverity.WARN
-    yield _result(
-        checks.RAW_PRICES_NO_DUPLICATES,
-        duplicates[["symbol", "date", "close"]],
-        "duplicate_rows",
-        warn,
-    )
-    yield _result(checks.RAW_PRICES_OHLC_CONSISTENT, ohlc[shown], "quarantined_bars", warn)
-    yield _result(checks.RAW_PRICES_NO_BAD_TICKS, ticks[shown], "quarantined_bars", warn)
-    yield _result(
-        checks.RAW_PRICES_COMPLETE,
-        missing,
-        "missing_pairs",
-        warn,
-        extra={
-            "symbols_without_rows": dg.MetadataValue.json(
-                sorted(set(wanted) - set(window["symbol"]) - set(failed))
-            )
-        },
-    )
-    failed_frame = pd.DataFrame({"symbol": list(failed), "reason": list(failed.values())})
-    yield _result(checks.RAW_PRICES_ALL_FETCHED, failed_frame, "failed_symbols", warn)
-    changes = changes.assign(restated_from=changes["symbol"].map(restated_from))
-    yield _result(checks.RAW_PRICES_HISTORY_UNCHANGED, changes, "symbols_changed", warn)
-
-    in_window = window[window[QUARANTINE_COLUMN].notna()]
-    benchmark_bad = in_window[
-        in_window["symbol"].isin(BENCHMARK_SYMBOLS)
-        & ~((in_window["symbol"] == "^VIX") & close_is_usable(in_window[QUARANTINE_COLUMN]))
-    ]
-    limit = max(1.0, config.max_quarantined_share * len(window))
-    too_many = len(in_window) > limit
-    offending = benchmark_bad if not too_many else in_window
-    yield dg.AssetCheckResult(
-        check_name=checks.RAW_PRICES_QUARANTINE_LIMITS,
-        passed=benchmark_bad.empty and not too_many,
-        metadata={
-            "quarantined_in_window": len(in_window),
-            "limit": round(limit, 2),
-            "benchmark_bars_quarantined": len(benchmark_bad),
-            **_listed("offending", offending[shown]),
-        },
-    )
-
-
-def _listed(label: str, offending: pd.DataFrame) -> dict:
-    if offending.empty:
-        return {}
-    return {
-        f"{label}_listed": dg.MetadataValue.md(offending.head(MAX_LISTED).to_markdown(index=False))
-    }
-
-
-def _result(name, offending: pd.DataFrame, label: str, severity, extra=None):
-    metadata = {
-        label: dg.MetadataValue.int(len(offending)),
-        **(extra or {}),
-        **_listed(label, offending),
-    }
-    return dg.AssetCheckResult(
-        check_name=name, passed=offending.empty, severity=severity, metadata=metadata
     )
 
 
