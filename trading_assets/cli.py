@@ -69,6 +69,10 @@ class Progress:
     checks: list[tuple[str, str, bool, str]] = field(default_factory=list)
     warnings: int = 0
     reports: list[str] = field(default_factory=list)  # files performance_report wrote
+    # node -> [helper steps ok, their seconds, the slowest]: the steps inside a graph-backed asset
+    # that store nothing (raw_prices' plan and one fetch per batch), shown as one line per node
+    helpers: dict[str, list[float]] = field(default_factory=dict)
+    started: set[str] = field(default_factory=set)  # nodes whose "running ..." line was shown
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -103,10 +107,24 @@ class Progress:
                 str(v.value) for k, v in materialization.metadata.items() if k.startswith("path_")
             ]
         elif kind == DagsterEventType.STEP_START:
-            self.say(f"  {step:<20} running ...")
+            node = step.split(".")[0]
+            if node not in self.started:
+                self.started.add(node)
+                self.say(f"  {node:<20} running ...")
+            elif node in self.helpers and "[" not in step:  # the step after a fan-out's steps
+                done, total, slowest = self.helpers[node]
+                self.say(
+                    f"  {node:<20} ok      {int(done)} plan/fetch step(s), {total:.1f} s in all, "
+                    f"the slowest {slowest:.1f} s"
+                )
         elif kind == DagsterEventType.STEP_SUCCESS:
             self.steps[step] = "SUCCESS"
             seconds = f"{event.event_specific_data.duration_ms / 1000:7.1f} s"
+            if "." in step and step not in self.assets:  # a helper step: counted, not listed
+                stats = self.helpers.setdefault(step.split(".")[0], [0, 0.0, 0.0])
+                duration = event.event_specific_data.duration_ms / 1000
+                stats[0], stats[1], stats[2] = stats[0] + 1, stats[1] + duration, max(stats[2], duration)
+                return
             for asset, (rows, parts) in (self.assets.get(step) or {step: [-1, 0]}).items():
                 rows_text = f"{rows:>10,} rows" if rows >= 0 else f"{'':>15}"
                 where = (
@@ -273,7 +291,8 @@ def run_range(
                 raise_on_error=False,
             )
             results.append(result)
-            not_run += sorted(nodes - set(progress.steps))
+            # a graph-backed asset's steps are "<node>.<op>" (raw_prices.fetch_batch[3])
+            not_run += sorted(nodes - {step.split(".")[0] for step in progress.steps})
     success = all(r.success for r in results) and len(results) == len(stages)
     failed_checks = [f"{a}/{c}" for a, c, ok, sev in progress.checks if not ok and sev == "ERROR"]
     warned = [f"{a}/{c}" for a, c, ok, sev in progress.checks if not ok and sev != "ERROR"]
