@@ -30,12 +30,10 @@ from pydantic import Field
 
 from trading_assets.storage.contract import (
     DatabaseWriteError,
-    DateBounds,
     InputSpec,
     KeyPartitions,
     MissingTableError,
     OutputSpec,
-    Restatement,
     StorageMetadataError,
     TableStore,
     context_origin,
@@ -57,7 +55,10 @@ from trading_assets.storage.duckdb_write import (
     replace_rows,
     restated_keys,
 )
-from trading_assets.storage.output_frames import frame_from_arrow, prepare_output_frame, to_arrow
+from trading_assets.storage.output_frames import (
+    frame_from_arrow,
+    prepare_output,
+)
 
 
 def _sleep(seconds: float) -> None:
@@ -146,24 +147,10 @@ class DuckDBIOManager(TableStore):
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         if not context.has_asset_key:
             raise NotImplementedError("DuckDBIOManager stores asset outputs only (no op outputs)")
-        origin = context_origin(context)
-        spec = OutputSpec.from_metadata(context.definition_metadata, origin=origin)
+        out = prepare_output(context, obj, "DuckDBIOManager")
+        origin, spec, bounds, keys = out.origin, out.spec, out.bounds, out.keys
+        restatement, date_column, incoming = out.restatement, out.date_column, out.incoming
         table = table_name_for(context.asset_key.path)
-        covered = covered_partitions(context, spec, origin, "DuckDBIOManager")
-        bounds = covered if isinstance(covered, DateBounds) else None
-        keys = covered if isinstance(covered, KeyPartitions) else None
-        restatement = Restatement.from_metadata(context.output_metadata, origin=origin)
-        if restatement and bounds is None:
-            raise StorageMetadataError(f"{origin}: only a time-partitioned output can restate rows")
-        frame = prepare_output_frame(
-            obj, spec, bounds=bounds, origin=origin, restatement=restatement, keys=keys
-        )
-        date_column = (
-            spec.partition_expr
-            if keys is None and (bounds or spec.partition_expr_explicit)
-            else None
-        )
-        incoming = to_arrow(frame, date_column=date_column, origin=origin)
 
         started = time.perf_counter()
         with self._connect(read_only=False, log=context.log) as con:

@@ -8,6 +8,7 @@ table that is written, and :func:`frame_from_arrow` turns a loaded table back in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -22,6 +23,9 @@ from trading_assets.storage.contract import (
     OutputSpec,
     PartitionBoundsError,
     Restatement,
+    StorageMetadataError,
+    context_origin,
+    covered_partitions,
 )
 
 # How many offending values an error message quotes.
@@ -215,3 +219,37 @@ def untyped_columns(table: pa.Table) -> list[str]:
 def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
     """A loaded table as pandas: DATE columns as ``datetime.date`` objects, as assets produce them."""
     return table.to_pandas(date_as_object=True)
+
+
+@dataclass(frozen=True)
+class PreparedOutput:
+    """One asset output checked against the contract and ready to write (both IO managers)."""
+
+    origin: str
+    spec: OutputSpec
+    bounds: DateBounds | None  # the time-partition window's dates
+    keys: KeyPartitions | None  # or the static partition keys
+    restatement: Restatement
+    date_column: str | None  # the column stored as DATE
+    incoming: pa.Table
+
+
+def prepare_output(context: Any, obj: object, manager: str) -> PreparedOutput:
+    """Read the output's storage metadata and partitions from ``context`` (a dg.OutputContext),
+    validate ``obj`` (prepare_output_frame) and convert it to Arrow (to_arrow)."""
+    origin = context_origin(context)
+    spec = OutputSpec.from_metadata(context.definition_metadata, origin=origin)
+    covered = covered_partitions(context, spec, origin, manager)
+    bounds = covered if isinstance(covered, DateBounds) else None
+    keys = covered if isinstance(covered, KeyPartitions) else None
+    restatement = Restatement.from_metadata(context.output_metadata, origin=origin)
+    if restatement and bounds is None:
+        raise StorageMetadataError(f"{origin}: only a time-partitioned output can restate rows")
+    frame = prepare_output_frame(
+        obj, spec, bounds=bounds, origin=origin, restatement=restatement, keys=keys
+    )
+    date_column = (
+        spec.partition_expr if keys is None and (bounds or spec.partition_expr_explicit) else None
+    )
+    incoming = to_arrow(frame, date_column=date_column, origin=origin)
+    return PreparedOutput(origin, spec, bounds, keys, restatement, date_column, incoming)

@@ -48,7 +48,10 @@ from trading_assets.storage.contract import (
     covered_partitions,
     table_name_for,
 )
-from trading_assets.storage.output_frames import frame_from_arrow, prepare_output_frame, to_arrow
+from trading_assets.storage.output_frames import (
+    frame_from_arrow,
+    prepare_output,
+)
 from trading_assets.storage.s3_layout import (
     MAX_PARALLEL_REQUESTS,
     Manifest,
@@ -135,24 +138,10 @@ class S3ParquetIOManager(TableStore):
             raise NotImplementedError(
                 "S3ParquetIOManager stores asset outputs only (no op outputs)"
             )
-        origin = context_origin(context)
-        spec = OutputSpec.from_metadata(context.definition_metadata, origin=origin)
+        out = prepare_output(context, obj, "S3ParquetIOManager")
+        origin, spec, bounds, keys = out.origin, out.spec, out.bounds, out.keys
+        restatement, date_column, incoming = out.restatement, out.date_column, out.incoming
         location = self._location(table_name_for(context.asset_key.path))
-        covered = covered_partitions(context, spec, origin, "S3ParquetIOManager")
-        bounds = covered if isinstance(covered, DateBounds) else None
-        keys = covered if isinstance(covered, KeyPartitions) else None
-        restatement = Restatement.from_metadata(context.output_metadata, origin=origin)
-        if restatement and bounds is None:
-            raise StorageMetadataError(f"{origin}: only a time-partitioned output can restate rows")
-        frame = prepare_output_frame(
-            obj, spec, bounds=bounds, origin=origin, restatement=restatement, keys=keys
-        )
-        date_column = (
-            spec.partition_expr
-            if keys is None and (bounds or spec.partition_expr_explicit)
-            else None
-        )
-        incoming = to_arrow(frame, date_column=date_column, origin=origin)
 
         started = time.perf_counter()
         result = self._write(
