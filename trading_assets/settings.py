@@ -31,6 +31,13 @@ SNS_TOPIC_ARN = "TRADING_ASSETS_SNS_TOPIC_ARN"  # sns: the topic
 SES_SENDER = "TRADING_ASSETS_SES_FROM"  # ses: the verified sender address
 SES_RECIPIENTS = "TRADING_ASSETS_SES_TO"  # ses: comma-separated recipients
 SECRET_ID = "TRADING_ASSETS_SECRET_ID"  # optional Secrets Manager secret (JSON) with the targets
+# market_analysis' LLM (trading_assets/llm): none (default, no call) | openai | bedrock
+LLM = "TRADING_ASSETS_LLM"
+LLM_MODEL = "TRADING_ASSETS_LLM_MODEL"  # the model id (bedrock: a model or inference profile id)
+LLM_BASE_URL = "TRADING_ASSETS_LLM_BASE_URL"  # openai: any OpenAI-compatible endpoint (.../v1)
+LLM_API_KEY = "OPENAI_API_KEY"  # openai: the bearer key
+LLM_PRICE_INPUT = "TRADING_ASSETS_LLM_PRICE_PER_1K_INPUT"  # USD per 1,000 input tokens
+LLM_PRICE_OUTPUT = "TRADING_ASSETS_LLM_PRICE_PER_1K_OUTPUT"  # USD per 1,000 output tokens
 
 DEFAULT_DEPLOYMENT = "local"
 DEFAULT_DUCKDB_PATH = "data/trading_assets.duckdb"
@@ -45,6 +52,8 @@ PRICE_SOURCES = ("sample", "files", "yahoo")
 NOTIFIERS = ("log", "sns", "ses")
 DEFAULT_NOTIFIER = "log"
 DEFAULT_PROD_PRICE_SOURCE = "yahoo"
+LLMS = ("none", "openai", "bedrock")
+DEFAULT_LLM = "none"
 
 
 class ConfigurationError(ValueError):
