@@ -168,11 +168,8 @@ def backtests(
     the STDEV MR/TC tactic as one sleeve per stock, watchlist_momentum as one account trading the
     watchlist's sized plans. The trades and the daily equity of each strategy are stored under
     its partition; a quarantined bar is a session the strategy cannot trade."""
-    bars = _bars(symbols, raw_prices, indicators, config)
-    # A table first written empty has no rows to type its text columns by (storage contract), so
-    # an empty watchlist can come back without them: no candidates either way.
-    if watchlist.empty:
-        watchlist = pd.DataFrame(columns=list(WATCHLIST_COLUMNS))
+    bars = strategy_bars(symbols, raw_prices, indicators, config.start, config.end)
+    watchlist = stored_watchlist(watchlist)
     trades_out, equity_out, summary = [], [], []
     for strategy in context.partition_keys:
         result = run_backtest(
@@ -212,22 +209,30 @@ def backtests(
     yield dg.Output(equity_frame, output_name="backtest_equity", metadata=common)
 
 
-def _bars(
+def stored_watchlist(watchlist: pd.DataFrame) -> pd.DataFrame:
+    """The watchlist input with its columns even when empty: a table first written empty has no
+    rows to type its text columns by (storage contract), so it can come back without them."""
+    return pd.DataFrame(columns=list(WATCHLIST_COLUMNS)) if watchlist.empty else watchlist
+
+
+def strategy_bars(
     symbols: pd.DataFrame,
     raw_prices: pd.DataFrame,
     indicators: pd.DataFrame,
-    config: BacktestConfig,
+    start: str | None = None,
+    end: str | None = None,
 ) -> pd.DataFrame:
-    """Stocks' clean bars joined with their indicators, within config.start..config.end."""
+    """Stocks' clean bars joined with their indicators, within start..end (YYYY-MM-DD, inclusive;
+    None: no bound). Shared by backtests and strategy_optimization."""
     stocks = set(symbols.loc[~symbols["is_benchmark"].astype(bool), "symbol"])
     prices = raw_prices[
         raw_prices["symbol"].isin(stocks) & raw_prices[QUARANTINE_COLUMN].isna()
     ].drop(columns=[QUARANTINE_COLUMN])
     bars = prices.merge(indicators.drop(columns=["close"], errors="ignore"), on=["symbol", "date"])
-    if config.start:
-        bars = bars[bars["date"] >= dt.date.fromisoformat(config.start)]
-    if config.end:
-        bars = bars[bars["date"] <= dt.date.fromisoformat(config.end)]
+    if start:
+        bars = bars[bars["date"] >= dt.date.fromisoformat(start)]
+    if end:
+        bars = bars[bars["date"] <= dt.date.fromisoformat(end)]
     return bars.reset_index(drop=True)
 
 
