@@ -189,3 +189,52 @@ def drawdown_png(equity: pd.Series) -> bytes:
     ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
     _time_axis(ax, f"Drawdown (deepest {drawdown.min():.1f}%)")
     return _figure_png(fig)
+
+
+# The walk-forward optimizer's folds table (core/optimize/search.py FOLD_COLUMNS) side by side.
+IN_VS_OUT_OF_SAMPLE_PANELS: tuple[tuple[str, str], ...] = (
+    ("sharpe", "Sharpe"),
+    ("cagr", "CAGR"),
+    ("max_drawdown", "Max drawdown"),
+)
+
+
+def in_vs_out_of_sample_png(folds: pd.DataFrame, title: str = "") -> bytes:
+    """One panel per metric (Sharpe, CAGR, max drawdown), two bars per walk-forward fold: the best
+    trial on its training window (in-sample) beside the same parameters on the next, unseen
+    window (out-of-sample), labelled by the test window's first session. An undefined value (NaN)
+    draws no bar. Raises PlotInputError without a fold or without the columns."""
+    needed = [
+        "test_start",
+        *(f"{s}_{m}" for m, _ in IN_VS_OUT_OF_SAMPLE_PANELS for s in ("is", "oos")),
+    ]
+    absent = [c for c in needed if c not in folds.columns]
+    if absent:
+        raise PlotInputError(f"folds frame lacks column(s) {absent}")
+    if folds.empty:
+        raise PlotInputError("no fold to plot")
+    fig = Figure(figsize=PLOT_SIZE_INCHES, dpi=PLOT_DPI)
+    FigureCanvasAgg(fig)
+    x = np.arange(len(folds))
+    labels = [str(d) for d in folds["test_start"]]
+    width = 0.4
+    for i, (metric, name) in enumerate(IN_VS_OUT_OF_SAMPLE_PANELS):
+        ax = fig.add_subplot(1, len(IN_VS_OUT_OF_SAMPLE_PANELS), i + 1)
+        for offset, side, label, color in (
+            (-width / 2, "is", "in-sample (train)", STRATEGY_COLOR),
+            (width / 2, "oos", "out-of-sample (test)", BENCHMARK_COLOR),
+        ):
+            values = pd.to_numeric(folds[f"{side}_{metric}"], errors="coerce").to_numpy(float)
+            shown = np.isfinite(values)
+            ax.bar(x[shown] + offset, values[shown], width, color=color, label=label)
+        ax.axhline(0.0, color="black", linewidth=0.6)
+        ax.set_xticks(x, labels, rotation=60, fontsize=7, ha="right")
+        if metric != "sharpe":
+            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+        ax.set_title(name, loc="left", fontsize=9)
+        ax.grid(axis="y", linewidth=0.4, alpha=0.5)
+        if i == 0:
+            ax.legend(loc="best", fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10, x=0.01, ha="left")
+    return _figure_png(fig)
