@@ -101,6 +101,25 @@ def _name(path: str) -> str:
     return path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
+# What a strategy is run on, every stored session of it: backtests and strategy_optimization.
+STRATEGY_INS = {
+    "symbols": dg.AssetIn(metadata={"columns": ["symbol", "is_benchmark"]}),
+    "raw_prices": dg.AssetIn(
+        partition_mapping=EVERY_SESSION,
+        metadata={"columns": [*PRICE_COLUMNS, QUARANTINE_COLUMN]},
+    ),
+    "indicators": dg.AssetIn(partition_mapping=EVERY_SESSION),
+    "market_environment": dg.AssetIn(
+        partition_mapping=EVERY_SESSION,
+        metadata={"columns": list(ENVIRONMENT_INPUT_COLUMNS)},
+    ),
+    "watchlist": dg.AssetIn(partition_mapping=EVERY_SESSION),
+    "threshold_multipliers": dg.AssetIn(
+        partition_mapping=EVERY_SESSION, metadata={"allow_missing": True}
+    ),
+}
+
+
 class BacktestConfig(dg.Config):
     params: dict[str, dict[str, Any]] = {}
     """Per strategy, named constants to override, e.g. {"stdev": {"mr_arm_z": 1.5}} or
@@ -136,22 +155,7 @@ class BacktestConfig(dg.Config):
     },
     partitions_def=strategy_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    ins={
-        "symbols": dg.AssetIn(metadata={"columns": ["symbol", "is_benchmark"]}),
-        "raw_prices": dg.AssetIn(
-            partition_mapping=EVERY_SESSION,
-            metadata={"columns": [*PRICE_COLUMNS, QUARANTINE_COLUMN]},
-        ),
-        "indicators": dg.AssetIn(partition_mapping=EVERY_SESSION),
-        "market_environment": dg.AssetIn(
-            partition_mapping=EVERY_SESSION,
-            metadata={"columns": list(ENVIRONMENT_INPUT_COLUMNS)},
-        ),
-        "watchlist": dg.AssetIn(partition_mapping=EVERY_SESSION),
-        "threshold_multipliers": dg.AssetIn(
-            partition_mapping=EVERY_SESSION, metadata={"allow_missing": True}
-        ),
-    },
+    ins=STRATEGY_INS,
 )
 def backtests(
     context: dg.AssetExecutionContext,
