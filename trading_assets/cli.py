@@ -361,6 +361,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     sql.add_argument("query", help="e.g. \"select * from indicators where symbol = 'AAPL'\"")
     sql.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    api = sub.add_parser(
+        "api", help="serve the read-only REST API over the stored tables (docs/api.md)"
+    )
+    api.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    api.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    api.add_argument(
+        "--open-per-request",
+        action="store_true",
+        help="open the DuckDB file per request instead of reading snapshots (for comparison)",
+    )
     sub.add_parser(
         "init-home", help="create $DAGSTER_HOME (default ./dagster_home) with dagster.yaml"
     )
@@ -380,6 +390,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_backtests(args.strategy, args.params, args.first, args.last)
     if args.command == "sql":
         return run_sql(args.query, csv=args.csv)
+    if args.command == "api":
+        from trading_assets.api.app import serve
+
+        return serve(args.host, args.port, direct=args.open_per_request)
     if args.command == "init-home":
         print(f"export DAGSTER_HOME={ensure_dagster_home()}")
         return 0

@@ -226,3 +226,10 @@ class ReportStoreResource(dg.ConfigurableResource):
         from trading_assets.core.report import write_report
 
         return str(write_report(Path(self.directory).resolve() / name, html))
+
+    def read(self, name: str) -> str | None:
+        """The report ``name`` as written, or None when there is none (the read API)."""
+        try:
+            return (Path(self.directory).resolve() / name).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None

@@ -38,6 +38,9 @@ LLM_BASE_URL = "TRADING_ASSETS_LLM_BASE_URL"  # openai: any OpenAI-compatible en
 LLM_API_KEY = "OPENAI_API_KEY"  # openai: the bearer key
 LLM_PRICE_INPUT = "TRADING_ASSETS_LLM_PRICE_PER_1K_INPUT"  # USD per 1,000 input tokens
 LLM_PRICE_OUTPUT = "TRADING_ASSETS_LLM_PRICE_PER_1K_OUTPUT"  # USD per 1,000 output tokens
+# the read API (trading-assets api)
+API_TOKEN = "TRADING_ASSETS_API_TOKEN"  # optional bearer token every data endpoint then requires
+API_CORS_ORIGINS = "TRADING_ASSETS_API_CORS_ORIGINS"  # comma-separated origins, default *
 
 DEFAULT_DEPLOYMENT = "local"
 DEFAULT_DUCKDB_PATH = "data/trading_assets.duckdb"

@@ -3,7 +3,7 @@
 from pydantic import Field
 
 from trading_assets.resources import ReportStoreResource
-from trading_assets.storage.s3_layout import s3_client
+from trading_assets.storage.s3_layout import is_missing, s3_client
 
 
 class S3ReportStoreResource(ReportStoreResource):
@@ -16,8 +16,11 @@ class S3ReportStoreResource(ReportStoreResource):
     prefix: str = Field(default="", description="key prefix inside the bucket")
     directory: str = Field(default="reports", description="folder under the prefix")
 
+    def key(self, name: str) -> str:
+        return "/".join(p.strip("/") for p in (self.prefix, self.directory, name) if p.strip("/"))
+
     def write(self, name: str, html: str) -> str:
-        key = "/".join(p.strip("/") for p in (self.prefix, self.directory, name) if p.strip("/"))
+        key = self.key(name)
         s3_client().put_object(
             Bucket=self.bucket,
             Key=key,
@@ -25,3 +28,15 @@ class S3ReportStoreResource(ReportStoreResource):
             ContentType="text/html; charset=utf-8",
         )
         return f"s3://{self.bucket}/{key}"
+
+    def read(self, name: str) -> str | None:
+        """The report ``name`` as written, or None when the bucket has none (the read API)."""
+        client = s3_client()
+        key = self.key(name)
+        try:
+            body = client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            if is_missing(client, self.bucket, key, exc):
+                return None
+            raise
+        return body.decode("utf-8")

@@ -28,6 +28,7 @@ import pyarrow.fs as pafs
 from trading_assets.storage.contract import StorageError
 from trading_assets.storage.s3_layout import (
     MANIFEST_NAME,
+    Manifest,
     TableLocation,
     read_manifest,
     s3_client,
@@ -68,6 +69,14 @@ def bucket_tables(bucket: str, prefix: str = "", client: Any = None) -> list[str
     return sorted(tables)
 
 
+def manifest_dataset(
+    manifest: Manifest, location: TableLocation, filesystem: pafs.FileSystem
+) -> ds.Dataset:
+    """A pyarrow dataset of exactly the objects ``manifest`` lists (never a glob)."""
+    paths = [f"{location.bucket}/{location.key(o.path)}" for o in manifest.objects]
+    return ds.dataset(paths, schema=manifest.schema, format="parquet", filesystem=filesystem)
+
+
 def attach_bucket(
     con: duckdb.DuckDBPyConnection,
     bucket: str,
@@ -86,8 +95,6 @@ def attach_bucket(
             raise UnknownTableError(
                 f"no table {name!r} in s3://{bucket}/{location.root} (no {MANIFEST_NAME})"
             )
-        paths = [f"{bucket}/{location.key(o.path)}" for o in manifest.objects]
-        dataset = ds.dataset(paths, schema=manifest.schema, format="parquet", filesystem=filesystem)
-        con.register(name, dataset)
+        con.register(name, manifest_dataset(manifest, location, filesystem))
         attached[name] = manifest.row_count
     return attached
