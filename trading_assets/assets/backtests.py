@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from trading_assets import settings
-from trading_assets.assets.common import DAILY, window_sessions
+from trading_assets.assets.common import DAILY, day_after, window_sessions
 from trading_assets.core.backtest import run_backtest
 from trading_assets.core.backtest.multipliers import (
     MULTIPLIER_COLUMNS,
@@ -30,12 +30,14 @@ from trading_assets.core.metrics import performance_summary, returns_from_equity
 from trading_assets.core.prices import PRICE_COLUMNS
 from trading_assets.core.quarantine import QUARANTINE_COLUMN
 from trading_assets.core.screen import ENVIRONMENT_INPUT_COLUMNS, WATCHLIST_COLUMNS
+from trading_assets.llm.analyse import llm_multipliers
+from trading_assets.storage.contract import TableStore
 
 PORTFOLIO_GROUP = "portfolio"
 strategy_partitions = dg.StaticPartitionsDefinition(list(STRATEGIES))
 EVERY_SESSION = dg.AllPartitionMapping()
 
-# Who set a session's multipliers (the `source` column); the LLM of a later issue adds its own.
+# Who set a session's multipliers (the `source` column); market_analysis' answers are llm:<model>.
 CONFIG_SOURCE, FILE_SOURCE = "config", "file"
 
 # The backtests multi-asset's outputs: the first assets partitioned by strategy.
@@ -58,17 +60,28 @@ class ThresholdMultipliersConfig(dg.Config):
 @dg.asset(
     **{**DAILY, "group_name": PORTFOLIO_GROUP},
     metadata={"partition_expr": "date", "unique_key": ["date"]},
+    # Read with read_rows, not as an input: market_analysis may never have been materialised.
+    deps=["market_analysis"],
 )
 def threshold_multipliers(
-    context: dg.AssetExecutionContext, config: ThresholdMultipliersConfig
+    context: dg.AssetExecutionContext,
+    config: ThresholdMultipliersConfig,
+    io_manager: dg.ResourceParam[TableStore],
 ) -> dg.Output[pd.DataFrame]:
     """The four STDEV threshold multipliers of each session (mr_arm, mr_trigger, tc_arm,
-    tc_trigger; 1.0 leaves the tactic's thresholds as they are, 0.5-2.0 allowed). A session listed
-    in the CSV at TRADING_ASSETS_MULTIPLIERS_PATH takes the file's values; every other session
-    takes this run's config (default 1.0). `source` records which: `file:<name>`, `config` or
-    `default`. Anything out of range is refused with the offending session named."""
+    tc_trigger; 1.0 leaves the tactic's thresholds as they are, 0.5-2.0 allowed). Highest first:
+    a session listed in the CSV at TRADING_ASSETS_MULTIPLIERS_PATH takes the file's values; else
+    this run's config when it is not 1.0 (every session of the run); else market_analysis' ok
+    answer for the session; else 1.0. `source` records which: `file:<name>`, `config`,
+    `llm:<model>` or `default`. Anything out of range is refused with the offending session named."""
     sessions = window_sessions(context)
     frame = default_multipliers(sessions)
+    answered = llm_multipliers(
+        io_manager.read_rows("market_analysis", start=sessions[0], end=day_after(sessions[-1]))
+    )
+    answered = answered[answered["date"].isin(set(sessions))]
+    if len(answered):
+        frame = pd.concat([frame[~frame["date"].isin(set(answered["date"]))], answered])
     values = {name: float(getattr(config, name)) for name in MULTIPLIER_COLUMNS}
     if any(v != NEUTRAL for v in values.values()):
         frame = frame.assign(
@@ -86,6 +99,7 @@ def threshold_multipliers(
         metadata={
             "sessions": len(frame),
             "sessions_from_file": len(listed),
+            "sessions_from_llm": int(frame["source"].str.startswith("llm:").sum()),
             "multipliers_path": path or "",
             "sources": dg.MetadataValue.json(
                 {str(k): int(v) for k, v in frame["source"].value_counts().items()}

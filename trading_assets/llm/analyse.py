@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from trading_assets.core.backtest.multipliers import COLUMNS as MULTIPLIER_FRAME_COLUMNS
 from trading_assets.core.backtest.multipliers import MULTIPLIER_COLUMNS, NEUTRAL
 from trading_assets.llm.answer import AnswerError, parse_answer
 from trading_assets.llm.clients import Completer, Completion, LLMError, LLMTimeout, Throttled
@@ -45,6 +46,8 @@ ANALYSIS_COLUMNS: tuple[str, ...] = (
     "cost_usd",
     "raw_answer",
 )
+# threshold_multipliers' `source` of a session set by an ok answer: llm:<model>.
+LLM_SOURCE_PREFIX = "llm:"
 OFF_REASONING = "no LLM configured (resource 'none'): the configured thresholds"
 
 
@@ -233,3 +236,19 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return frame.astype({**numbers, **text, "raw_answer": "string"}).astype(
         {"input_tokens": "int64", "output_tokens": "int64"}
     )
+
+
+def llm_multipliers(stored: pd.DataFrame) -> pd.DataFrame:
+    """The ``ok`` rows of stored market_analysis rows as a threshold-multipliers frame (COLUMNS of
+    core.backtest.multipliers, not yet validated), ``source`` = ``llm:<model>``; no rows when
+    nothing is stored (a table never written reads back without columns)."""
+    if stored is None or stored.empty or "status" not in stored.columns:
+        return pd.DataFrame(columns=list(MULTIPLIER_FRAME_COLUMNS))
+    ok = stored[stored["status"] == OK]
+    return pd.DataFrame({
+        "date": pd.to_datetime(ok["date"]).dt.date,
+        **{name: ok[name].astype("float64") for name in MULTIPLIER_COLUMNS},
+        "confidence": ok["confidence"].astype("float64"),
+        "reasoning": ok["reasoning"].astype(object),
+        "source": LLM_SOURCE_PREFIX + ok["model"].astype(str),
+    })[list(MULTIPLIER_FRAME_COLUMNS)].reset_index(drop=True)  # fmt: skip
