@@ -65,7 +65,8 @@ def create_app(
         if expected is None:
             return True
         presented = _presented_token(request)
-        return presented is not None and hmac.compare_digest(presented.encode("utf-8"), expected)
+        # header values arrive decoded as latin-1: back to the bytes the client sent
+        return presented is not None and hmac.compare_digest(presented.encode("latin-1"), expected)
 
     def require_token(request: Request) -> None:
         if not authorized(request):

@@ -4,11 +4,14 @@
   422 with ``{"detail": "..."}`` (FastAPI's own validation errors keep its list format);
 - an unknown symbol, strategy or session, a table or report not materialised yet: 404;
 - no store yet, or a file locked with nothing earlier to answer from: 503 with Retry-After;
-- a missing or wrong bearer token: 401 with ``WWW-Authenticate: Bearer``.
+- a missing or wrong bearer token: 401 with ``WWW-Authenticate: Bearer``;
+- a stored table without the columns the API selects (a store written by another version): 500
+  naming DuckDB's error, as JSON.
 """
 
 from __future__ import annotations
 
+import duckdb
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -51,3 +54,11 @@ def install_handlers(app: FastAPI) -> None:
     async def _unavailable(_request: Request, exc: StoreUnavailableError) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
         return JSONResponse({"detail": str(exc)}, status_code=503, headers=headers)
+
+    @app.exception_handler(duckdb.Error)
+    async def _query_failed(_request: Request, exc: duckdb.Error) -> JSONResponse:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return JSONResponse(
+            {"detail": f"the stored tables could not answer: {type(exc).__name__}: {first}"},
+            status_code=500,
+        )

@@ -35,7 +35,6 @@ SYMBOLS, RAW_PRICES, INDICATORS = "symbols", "raw_prices", "indicators"
 ENVIRONMENT, WATCHLIST = "market_environment", "watchlist"
 TRADES, EQUITY = "backtest_trades", "backtest_equity"
 JOURNAL, METRICS = "trade_journal", "performance_metrics"
-SYMBOL_COLUMNS = ("symbol", "name", "sector", "is_benchmark")
 PRICE_COLUMNS = ("symbol", "date", "open", "high", "low", "close", "volume", "source", "quarantine")
 INDICATOR_SELECTABLE = (*INDICATOR_COLUMNS, "close", "volume", "quarantine")
 # /health: each table and the column that dates its rows (None: rows only)
@@ -181,7 +180,8 @@ def build_router(store: Store, reports: Any, auth: Any, show_location: Any) -> A
 
     @data.get("/symbols", summary="the universe: symbol, name, sector, is_benchmark")
     def symbols(page: PageDep) -> dict[str, Any]:
-        sql = f"SELECT {', '.join(SYMBOL_COLUMNS)} FROM {SYMBOLS} ORDER BY symbol"
+        # every column: name and sector are there only when the universe file has them
+        sql = f"SELECT * FROM {SYMBOLS} ORDER BY symbol"
         return page.answer(store, sql, (), [SYMBOLS])
 
     @data.get("/prices/{symbol}", summary="a symbol's stored bars, oldest first")

@@ -140,6 +140,7 @@ class DuckDBSnapshotStore:
         if self.snapshot_dir is None:
             self.snapshot_dir = Path(tempfile.mkdtemp(prefix="trading-assets-api-"))
         self.snapshot_dir = Path(self.snapshot_dir)
+        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
 
     def describe(self) -> dict[str, Any]:
         current = self._current
