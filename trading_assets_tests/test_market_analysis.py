@@ -254,3 +254,47 @@ def test_bedrock_through_the_asset(db, tmp_path, monkeypatch):
     assert result.success
     assert {r.api for r in server.requests} == {"bedrock"} and len(server.requests) == 5
     assert set(multipliers(db)["source"]) == {f"llm:{BEDROCK_MODEL}"}
+
+
+def test_multiplier_effect_trades_stdev_with_and_without_the_recorded_multipliers(db, tmp_path):
+    from trading_assets.assets.backtests import backtests
+    from trading_assets.assets.multiplier_effect import multiplier_effect
+    from trading_assets.assets.performance import performance_metrics, trade_journal
+    from trading_assets.sensors import every_strategy_tags
+
+    portfolio = [backtests, trade_journal, performance_metrics, multiplier_effect]
+
+    def run_portfolio():
+        result = dg.materialize(
+            [*GRAPH, *portfolio],
+            selection=portfolio,
+            resources={**resources(db, tmp_path / "reports"), "llm": LLMResource()},
+            tags=every_strategy_tags(),
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
+        assert result.success
+        return query(db, "SELECT * FROM multiplier_effect").set_index("strategy")
+
+    neutral = run_portfolio()
+    assert list(neutral.index) == ["stdev", "stdev_neutral"]
+    assert neutral.loc["stdev", "sessions_not_neutral"] == 0
+    # all multipliers 1.0: both rows are the stored stdev backtest, as performance_metrics has it
+    metrics = query(db, "SELECT * FROM performance_metrics").set_index("strategy").loc["stdev"]
+    for name in ("stdev", "stdev_neutral"):
+        for key in ("total_return", "sharpe", "max_drawdown", "trade_count", "expectancy_r"):
+            assert neutral.loc[name, key] == pytest.approx(metrics[key], nan_ok=True), key
+    assert metrics["trade_count"] > 0
+
+    # wider MR entries and rarer TC entries on every stored session: the recorded row moves, the
+    # neutral one does not
+    config = {"ops": {"threshold_multipliers": {"config": {"mr_arm": 0.5, "tc_arm": 2.0}}}}
+    changed = materialize(
+        db, tmp_path, LLMResource(), [threshold_multipliers], WARM_UP_START, END, config=config
+    )
+    assert changed.success
+    moved = run_portfolio()
+    sessions = query(db, "SELECT count(*) AS n FROM threshold_multipliers")["n"][0]
+    assert moved.loc["stdev", "sessions_not_neutral"] == sessions
+    assert moved.loc["stdev", "trade_count"] != moved.loc["stdev_neutral", "trade_count"]
+    pd.testing.assert_series_equal(moved.loc["stdev_neutral"], neutral.loc["stdev_neutral"])
