@@ -361,3 +361,25 @@ def test_a_cached_answer_to_another_prompt_is_not_reused(bedrock_env):
         stored = first.assign(prompt_hash="0" * 16)
         _, stats, _ = run(server, OPENAI, bedrock_env, stored=stored)
     assert (stats.calls, stats.cache_hits) == (5, 0)
+
+
+def test_the_resource_from_the_environment(monkeypatch):
+    for name in ("TRADING_ASSETS_LLM", "TRADING_ASSETS_LLM_MODEL", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert LLMResource.from_env().kind == "none"
+    monkeypatch.setenv("TRADING_ASSETS_LLM", "openai")
+    monkeypatch.setenv("TRADING_ASSETS_LLM_MODEL", "gpt-x")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    monkeypatch.setenv("TRADING_ASSETS_LLM_PRICE_PER_1K_INPUT", "0.15")
+    resource = LLMResource.from_env()
+    assert (resource.kind, resource.input_price_per_1k, resource.output_price_per_1k) == (
+        "openai",
+        0.15,
+        0.0,
+    )
+    monkeypatch.setenv("TRADING_ASSETS_LLM_PRICE_PER_1K_OUTPUT", "cheap")
+    with pytest.raises(ConfigurationError, match="PER_1K_OUTPUT='cheap' is not a price"):
+        LLMResource.from_env()
+    monkeypatch.setenv("TRADING_ASSETS_LLM", "claude")
+    with pytest.raises(ConfigurationError, match="TRADING_ASSETS_LLM='claude'"):
+        LLMResource.from_env()

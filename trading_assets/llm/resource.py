@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dagster as dg
 from pydantic import Field
 
 from trading_assets import settings
@@ -79,8 +80,40 @@ class LLMResource(RunLoggedResource):
     def pricing(self) -> Pricing:
         return Pricing(self.input_price_per_1k, self.output_price_per_1k)
 
+    @classmethod
+    def from_env(cls) -> LLMResource:
+        """The resource definitions.py configures from TRADING_ASSETS_LLM, _LLM_MODEL,
+        _LLM_BASE_URL, OPENAI_API_KEY (as a dg.EnvVar: the UI never shows the key) and the
+        per-1k-token prices; ConfigurationError for an unknown kind or a price that is not a
+        number >= 0."""
+
+        def env_or_none(name: str) -> dg.EnvVar | None:
+            return dg.EnvVar(name) if settings.env(name) is not None else None
+
+        return cls(
+            kind=settings.choice(settings.LLM, settings.DEFAULT_LLM, settings.LLMS),
+            model=env_or_none(settings.LLM_MODEL),
+            base_url=env_or_none(settings.LLM_BASE_URL),
+            api_key=env_or_none(settings.LLM_API_KEY),
+            input_price_per_1k=_price(settings.LLM_PRICE_INPUT),
+            output_price_per_1k=_price(settings.LLM_PRICE_OUTPUT),
+        )
+
     def _check_kind(self) -> None:
         if self.kind not in LLM_KINDS:
             raise settings.ConfigurationError(
                 f"unknown LLM kind {self.kind!r}: use one of {', '.join(LLM_KINDS)}"
             )
+
+
+def _price(name: str) -> float:
+    text = settings.env(name, "0")
+    try:
+        value = float(text)  # type: ignore[arg-type]
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:  # NaN too
+        raise settings.ConfigurationError(
+            f"{name}={text!r} is not a price >= 0 (USD per 1k tokens)"
+        )
+    return value
