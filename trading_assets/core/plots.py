@@ -230,7 +230,7 @@ def in_vs_out_of_sample_png(folds: pd.DataFrame, title: str = "") -> bytes:
         ax.axhline(0.0, color="black", linewidth=0.6)
         ax.set_xticks(x, labels, rotation=60, fontsize=7, ha="right")
         if metric != "sharpe":
-            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
         ax.set_title(name, loc="left", fontsize=9)
         ax.grid(axis="y", linewidth=0.4, alpha=0.5)
         if i == 0:
