@@ -267,6 +267,29 @@ def test_one_broken_symbol_does_not_fail_the_batch(served_prices, fault, reason)
     assert_matches_shared(result.prices, ["AAPL", "MSFT"], START, END)
 
 
+def test_a_symbol_yfinance_drops_after_yahoo_answered_is_retried_not_failed(served_prices):
+    # Yahoo's answers lack exchangeTimezoneName: yfinance drops the bars it was sent. Yahoo did
+    # answer, with bars, so this is not Yahoo's verdict and the symbol is asked again.
+    with serve_yahoo(served_prices, faults={"MSFT": Fault.no_timezone(times=1)}) as server:
+        source = RecordingSource(server.base_url)
+        result = source.fetch(["AAPL", "MSFT"], START, END)
+    assert result.failed == {}
+    assert source.batches_downloaded == [["AAPL", "MSFT"], ["MSFT"]]
+    assert_matches_shared(result.prices, ["AAPL", "MSFT"], START, END)
+
+    # Every time: failed after the retries, saying what happened rather than "no rows".
+    with serve_yahoo(served_prices, faults={"MSFT": Fault.no_timezone()}) as server:
+        source = RecordingSource(server.base_url, max_retries=1)
+        result = source.fetch(["AAPL", "MSFT"], START, END)
+    bars = len(expected_rows(["MSFT"], START, END))
+    assert result.failed == {
+        "MSFT": f"Yahoo answered with {bars} bar(s) but yfinance returned none; "
+        "gave up after 2 attempt(s)"
+    }
+    assert len(source.batches_downloaded) == 2
+    assert_matches_shared(result.prices, ["AAPL"], START, END)
+
+
 def test_malformed_once_then_good_is_retried(served_prices):
     with serve_yahoo(served_prices, faults={"BRK-B": Fault.malformed(times=1)}) as server:
         result = RecordingSource(server.base_url).fetch(["BRK-B"], START, END)

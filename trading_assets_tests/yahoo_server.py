@@ -66,7 +66,10 @@ SERVER_ERROR = "server_error"
 NO_DATA = "no_data"
 MALFORMED = "malformed"
 DROP = "drop"
-FAULT_KINDS = (RATE_LIMIT, SERVER_ERROR, NO_DATA, MALFORMED, DROP)
+# A usable answer whose meta lacks exchangeTimezoneName: yfinance's time-zone lookup fails and it
+# never asks for the history, though Yahoo answered with a bar.
+NO_TIMEZONE = "no_timezone"
+FAULT_KINDS = (RATE_LIMIT, SERVER_ERROR, NO_DATA, MALFORMED, DROP, NO_TIMEZONE)
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,10 @@ class Fault:
     @classmethod
     def drop(cls, times: int | None = None) -> Fault:
         return cls(DROP, times)
+
+    @classmethod
+    def no_timezone(cls, times: int | None = None) -> Fault:
+        return cls(NO_TIMEZONE, times)
 
 
 @dataclass(frozen=True)
@@ -384,6 +391,8 @@ class _YahooHandler(BaseHTTPRequestHandler):
             status, payload = 200, _chart_result(symbol, server._bars.get(symbol), None, "")
         else:
             status, payload = server._chart_body(symbol, query)
+            if fault == NO_TIMEZONE and payload.get("chart", {}).get("result"):
+                del payload["chart"]["result"][0]["meta"]["exchangeTimezoneName"]
         record(status)
         self._send(
             status, json.dumps(payload, allow_nan=False).encode(), "application/json;charset=utf-8"

@@ -13,7 +13,8 @@ failure is transient (HTTP 429 / ``YFRateLimitError``, HTTP 5xx, a network error
 body), after an exponential backoff with jitter: ``min(max_delay, base_delay * 2**attempt)``
 scaled by a random factor in [0.5, 1). After ``max_retries`` retries, or at once for a permanent
 failure (Yahoo's "Not Found", no rows in the range), the symbol goes to ``FetchResult.failed``
-with a one-line reason. ``sleep`` and ``rng`` are injectable so tests do not wait.
+with a one-line reason. Only Yahoo's own answer is final: a symbol yfinance never asked for, or
+whose bars Yahoo sent and yfinance dropped (a failed time-zone lookup inside yfinance), is retried. ``sleep`` and ``rng`` are injectable so tests do not wait.
 
 Every retry is reported as a WARNING to ``log`` before its wait: the batch (number and symbols),
 the retry (n of ``max_retries``), the wait in seconds and what Yahoo answered; so is the give-up.
@@ -128,6 +129,7 @@ class ChartOutcome:
     reason: str | None
     transient: bool = False
     status: int | None = None
+    bars: int = 0  # timestamps in a usable answer
 
 
 class YahooSession(curl_requests.Session):
@@ -282,10 +284,8 @@ class YahooSource:
             for symbol in pending:
                 if symbol in got:
                     continue
-                outcome = outcomes.get(symbol) or ChartOutcome(
-                    "yfinance made no chart request for it"
-                )
-                reason = outcome.reason or f"no rows from Yahoo between {start} and {end}"
+                outcome = _missing_outcome(outcomes.get(symbol), start, end)
+                reason = outcome.reason
                 if outcome.transient and attempt < self.max_retries:
                     retry[symbol] = reason
                 elif outcome.transient:
@@ -588,6 +588,26 @@ def use_yfinance_session(session: YahooSession) -> Iterator[None]:
                 setattr(data, name, value)
 
 
+def _missing_outcome(outcome: ChartOutcome | None, start: dt.date, end: dt.date) -> ChartOutcome:
+    """Why a symbol of a batch came back without rows, and whether asking again may help.
+
+    Only Yahoo's own verdict is final: an error object, or a valid answer without bars. A symbol
+    yfinance never asked for, or whose last answer carried bars that yfinance then dropped (its
+    time-zone lookup and threaded download fail inside yfinance now and then), is retried.
+    """
+    if outcome is None:
+        return ChartOutcome("yfinance made no chart request for it", transient=True)
+    if outcome.reason is not None:
+        return outcome
+    if outcome.bars:
+        return ChartOutcome(
+            f"Yahoo answered with {outcome.bars} bar(s) but yfinance returned none",
+            transient=True,
+            status=outcome.status,
+        )
+    return ChartOutcome(f"no rows from Yahoo between {start} and {end}", status=outcome.status)
+
+
 def _chart_outcome(status: int, content: bytes) -> ChartOutcome:
     """Classify one chart response: usable, permanent failure, or worth retrying."""
     if status == 429:
@@ -627,7 +647,10 @@ def _chart_outcome(status: int, content: bytes) -> ChartOutcome:
             status=status,
         )
     # Valid, with or without sessions in range: a symbol with no rows gets its reason from the caller.
-    return ChartOutcome(None, status=status)
+    timestamps = result[0].get("timestamp")
+    return ChartOutcome(
+        None, status=status, bars=len(timestamps) if isinstance(timestamps, list) else 0
+    )
 
 
 def _chart_symbol(url: str) -> str | None:
