@@ -41,7 +41,15 @@ TABLES = {
 }
 
 
-def materialize(db, source: dict, start: str, end: str | None = None, config=None, selection=None):
+def materialize(
+    db,
+    source: dict,
+    start: str,
+    end: str | None = None,
+    config=None,
+    selection=None,
+    all_fetched=True,
+):
     end = end or start
     tags = {} if start == end else range_tags(start, end)
     result = dg.materialize(
@@ -59,6 +67,12 @@ def materialize(db, source: dict, start: str, end: str | None = None, config=Non
         instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
     )
+    # Every comparison here assumes the source delivered every symbol: a fetch failure (a
+    # symbol's history missing from one store) must fail here, saying why, not as a row count.
+    for evaluation in result.get_asset_check_evaluations() if all_fetched else []:
+        if evaluation.check_name == checks.RAW_PRICES_ALL_FETCHED:
+            failed = evaluation.metadata.get("failed_symbols_listed")
+            assert evaluation.passed, f"{start}..{end}: symbols not fetched: {failed}"
     return result
 
 
@@ -320,7 +334,10 @@ def test_a_source_with_less_history_than_stored_never_restates_it(tmp_path):
     recent = real[real.date >= dt.date(2024, 3, 1)].copy()
     recent.loc[recent.symbol == "AAPL", ["open", "high", "low", "close"]] /= 4
     result = materialize(
-        daily, {"kind": "files", "path": write_parquet(tmp_path / "b.parquet", recent)}, EVENT
+        daily,
+        {"kind": "files", "path": write_parquet(tmp_path / "b.parquet", recent)},
+        EVENT,
+        all_fetched=False,
     )
     assert result.success
     after = stored(daily, "raw_prices")
