@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 
 from trading_assets.assets.optimization import OPTIMIZATION_ASSETS, strategy_optimization
+from trading_assets.core.backtest import run_backtest
+from trading_assets.core.metrics import performance_summary, returns_from_equity
 from trading_assets.core.optimize import FOLD_COLUMNS, TRIAL_COLUMNS, WalkForwardConfig
 from trading_assets.core.optimize import optimize_strategy as optimize
 from trading_assets_tests.test_assets_portfolio import (
@@ -125,3 +127,32 @@ def test_a_bad_config_fails_the_run_with_the_named_error(stored, override, messa
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert message in failure.step_failure_data.error.cause.message
     assert query(db, "SELECT count(*) AS n FROM strategy_optimization")["n"].iloc[0] == rows
+
+
+def test_watchlist_momentum_windows_equal_run_backtest_with_the_whole_side_frames(stored):
+    """The optimizer cuts the watchlist and the environment to each window like the bars; the
+    fold's numbers equal run_backtest on the window's bars with the whole frames."""
+    db, _, _ = stored
+    bars = bars_from(db)
+    side = {
+        name: query(db, f"SELECT * FROM {name}").assign(date=lambda f: f["date"].dt.date)
+        for name in ("watchlist", "market_environment")
+    }
+    config = WalkForwardConfig(n_trials=4, train_sessions=252, test_sessions=252, seed=5)
+    result = optimize(bars, "watchlist_momentum", config, **side)
+    assert len(result.folds) >= 2
+    assert result.trials["trades"].sum() > 0
+    for row in result.folds.itertuples():
+        params = json.loads(row.best_params)
+        for prefix, first, last in (
+            ("is", row.train_start, row.train_end),
+            ("oos", row.test_start, row.test_end),
+        ):
+            window = bars[(bars["date"] >= first) & (bars["date"] <= last)]
+            whole = run_backtest(window, "watchlist_momentum", params, **side)
+            summary = performance_summary(returns_from_equity(whole.equity))
+            assert getattr(row, f"{prefix}_trades") == len(whole.trades)
+            for metric in ("sharpe", "cagr", "max_drawdown"):
+                assert getattr(row, f"{prefix}_{metric}") == pytest.approx(
+                    summary[metric], nan_ok=True
+                )
