@@ -77,16 +77,19 @@ def main() -> None:
     side = {"market_environment": environment, "watchlist": watchlist}
     config = WalkForwardConfig(n_trials=args.trials)
     sessions = np.sort(bars["date"].unique())
-    first_train = bars[bars["date"] <= sessions[config.train_sessions - 1]]
+    # The first training window, its side frames cut to it as optimize_strategy cuts them.
+    train_end = sessions[config.train_sessions - 1]
+    first_train = bars[bars["date"] <= train_end]
+    train_side = {name: frame[frame["date"] <= train_end] for name, frame in side.items()}
     for strategy in strategies:  # numba JIT or cache load, outside the timing
-        run_backtest(first_train, strategy, **side)
+        run_backtest(first_train, strategy, **train_side)
 
     rows = []
     for strategy in strategies:
         engine = []
         for _ in range(ENGINE_SAMPLES):
             t0 = time.perf_counter()
-            run_backtest(first_train, strategy, **side)
+            run_backtest(first_train, strategy, **train_side)
             engine.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         result = optimize_strategy(bars, strategy, config, **side)

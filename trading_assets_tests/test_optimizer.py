@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from trading_assets.core.backtest import BacktestInputError, run_backtest
+from trading_assets.core.backtest.multipliers import MULTIPLIER_COLUMNS, default_multipliers
 from trading_assets.core.backtest.params import resolve_params
 from trading_assets.core.indicators import compute_indicators
 from trading_assets.core.metrics import performance_summary, returns_from_equity
@@ -146,6 +147,28 @@ def test_out_of_sample_numbers_are_run_backtest_on_the_test_window_alone(bars, s
         window = bars[(dates >= row.test_start) & (dates <= row.test_end)]
         default = performance_summary(returns_from_equity(run_backtest(window, "stdev").equity))
         assert row.oos_sharpe_default == pytest.approx(default["sharpe"], nan_ok=True)
+
+
+def test_stdev_multipliers_are_cut_to_each_window_with_the_same_result(bars):
+    """threshold_multipliers, like every side frame with a date, is cut to the window: the fold's
+    numbers equal run_backtest on the window's bars with the whole multipliers frame."""
+    sessions = sorted(bars["date"].unique())
+    rng = np.random.default_rng(3)
+    multipliers = default_multipliers([pd.Timestamp(d).date() for d in sessions]).assign(
+        **{c: rng.uniform(0.5, 2.0, len(sessions)).round(2) for c in MULTIPLIER_COLUMNS}
+    )
+    config = WalkForwardConfig(n_trials=4, train_sessions=252, test_sessions=252)
+    result = optimize_strategy(bars, "stdev", config, threshold_multipliers=multipliers)
+    plain = optimize_strategy(bars, "stdev", config)
+    assert result.folds["is_sharpe"].tolist() != plain.folds["is_sharpe"].tolist()
+    dates = bars["date"].dt.date
+    for row in result.folds.itertuples():
+        params = json.loads(row.best_params)
+        window = bars[(dates >= row.test_start) & (dates <= row.test_end)]
+        whole = run_backtest(window, "stdev", params, threshold_multipliers=multipliers)
+        summary = performance_summary(returns_from_equity(whole.equity))
+        assert row.oos_trades == len(whole.trades)
+        assert row.oos_sharpe == pytest.approx(summary["sharpe"], nan_ok=True)
 
 
 # --- the search -------------------------------------------------------------------------------
