@@ -20,7 +20,7 @@ from trading_assets.llm.analyse import (
 )
 from trading_assets.llm.answer import AnswerError, parse_answer
 from trading_assets.llm.clients import LLMCallError, LLMTimeout, Throttled
-from trading_assets.llm.prompt import MAX_WATCHLIST_SYMBOLS, build_prompt
+from trading_assets.llm.prompt import MAX_WATCHLIST_SYMBOLS, build_prompt, build_prompts
 from trading_assets.llm.resource import LLMResource
 from trading_assets.settings import ConfigurationError
 from trading_assets_tests.llm_server import (
@@ -383,3 +383,15 @@ def test_the_resource_from_the_environment(monkeypatch):
     monkeypatch.setenv("TRADING_ASSETS_LLM", "claude")
     with pytest.raises(ConfigurationError, match="TRADING_ASSETS_LLM='claude'"):
         LLMResource.from_env()
+
+
+def test_build_prompts_splits_by_date_and_gives_what_build_prompt_gives_per_session():
+    days = [dt.date(2024, 3, 4), DAY, dt.date(2024, 3, 6)]
+    feats = pd.concat([features(day, ["SPY", "QQQ", "AAA", "BBB"]) for day in days])
+    feats.loc[feats["date"] == DAY, "zscore_20"] = 1.5
+    watch = pd.DataFrame({"symbol": ["AAA", "BBB"], "date": [DAY, days[2]]})
+    env = pd.DataFrame({"date": days[1:], "environment": ["A", "C"]})
+    prompts = build_prompts(days, env, feats, watch, "m")
+    assert prompts == [build_prompt(day, env, feats, watch, "m") for day in days]
+    assert len({p.prompt_hash for p in prompts}) == 3
+    assert json.loads(prompts[0].user.split("\n")[1])["market_environment"] == "unknown"

@@ -11,7 +11,7 @@ from trading_assets.assets.common import DAILY, day_after, window_sessions
 from trading_assets.core.backtest.multipliers import MULTIPLIER_COLUMNS
 from trading_assets.core.symbols import BENCHMARK_SYMBOLS
 from trading_assets.llm.analyse import FALLBACK, RunStats, analyse_sessions, off_rows
-from trading_assets.llm.prompt import FEATURE_COLUMNS, build_prompt
+from trading_assets.llm.prompt import FEATURE_COLUMNS, build_prompts
 from trading_assets.llm.resource import LLMResource
 from trading_assets.storage.contract import TableStore
 
@@ -66,16 +66,13 @@ def market_analysis(
             start=start,
             end=end,
         )
-        prompts = [
-            build_prompt(
-                session,
-                _with_dates(environment),
-                _with_dates(features),
-                watchlist if "symbol" in watchlist else pd.DataFrame(columns=["symbol", "date"]),
-                model,
-            )
-            for session in sessions
-        ]
+        prompts = build_prompts(
+            sessions,
+            _with_dates(environment),
+            _with_dates(features),
+            watchlist if "symbol" in watchlist else pd.DataFrame(columns=["symbol", "date"]),
+            model,
+        )
         stored = io_manager.read_rows(MARKET_ANALYSIS, start=start, end=end)
         frame, stats = analyse_sessions(
             prompts,

@@ -14,6 +14,8 @@ import hashlib
 import json
 import math
 import numbers
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -74,22 +76,52 @@ def build_prompt(
     of BENCHMARK_SYMBOLS and of the session's watchlist symbols (at most MAX_WATCHLIST_SYMBOLS, by
     RS rating) from ``features`` (symbol, date, FEATURE_COLUMNS). A missing value is null; an
     empty watchlist is an empty list."""
-    env_rows = environment[environment["date"] == session]
-    env = (
-        {name: _value(env_rows.iloc[-1].get(name)) for name in ENVIRONMENT_FIELDS}
-        if len(env_rows)
-        else "unknown"
+    return build_prompts([session], environment, features, watchlist, model)[0]
+
+
+def build_prompts(
+    sessions: Sequence[dt.date],
+    environment: pd.DataFrame,
+    features: pd.DataFrame,
+    watchlist: pd.DataFrame,
+    model: str,
+) -> list[Prompt]:
+    """build_prompt of each session; the frames are turned into plain rows by date once (a
+    backfill has thousands of sessions, and pandas per session costs milliseconds each)."""
+    env = {row["date"]: row for row in _records(environment)}
+    rows_by_day: dict[dt.date, list[dict]] = defaultdict(list)
+    for row in _records(features, ["symbol", "date", *FEATURE_COLUMNS]):
+        rows_by_day[row["date"]].append(row)
+    listed_by_day: dict[dt.date, set[str]] = defaultdict(set)
+    for row in _records(watchlist, ["symbol", "date"]):
+        listed_by_day[row["date"]].add(str(row["symbol"]))
+    return [
+        _prompt(session, env.get(session), rows_by_day[session], listed_by_day[session], model)
+        for session in sessions
+    ]
+
+
+def _prompt(
+    session: dt.date, env: dict | None, rows: list[dict], listed: set[str], model: str
+) -> Prompt:
+    benchmarks = sorted((r for r in rows if r["symbol"] in BENCHMARK_SYMBOLS), key=_symbol)
+    watch = [r for r in rows if r["symbol"] in listed and r["symbol"] not in BENCHMARK_SYMBOLS]
+    # strongest RS first (unknown RS last), then by symbol
+    watch.sort(
+        key=lambda r: (
+            _value(r.get("rs_rating")) is None,
+            -(_value(r.get("rs_rating")) or 0),
+            _symbol(r),
+        )
     )
-    day = features[features["date"] == session]
-    listed = watchlist.loc[watchlist["date"] == session, "symbol"].astype(str)
-    watch = day[day["symbol"].isin(set(listed)) & ~day["symbol"].isin(BENCHMARK_SYMBOLS)]
-    watch = watch.sort_values(["rs_rating", "symbol"], ascending=[False, True], na_position="last")
     data = {
         "session": session.isoformat(),
-        "market_environment": env,
-        "benchmarks": _rows(day[day["symbol"].isin(BENCHMARK_SYMBOLS)].sort_values("symbol")),
-        "watchlist_size": int(listed.nunique()),
-        "watchlist": _rows(watch.head(MAX_WATCHLIST_SYMBOLS)),
+        "market_environment": (
+            {name: _value(env.get(name)) for name in ENVIRONMENT_FIELDS} if env else "unknown"
+        ),
+        "benchmarks": [_features(r) for r in benchmarks],
+        "watchlist_size": len(listed),
+        "watchlist": [_features(r) for r in watch[:MAX_WATCHLIST_SYMBOLS]],
     }
     user = (
         f"Session {session.isoformat()}. Features (null = not known yet):\n"
@@ -100,11 +132,22 @@ def build_prompt(
     return Prompt(session, SYSTEM_PROMPT, user, digest[:16])
 
 
-def _rows(frame: pd.DataFrame) -> list[dict[str, object]]:
-    return [
-        {"symbol": str(row["symbol"]), **{c: _value(row.get(c)) for c in FEATURE_COLUMNS}}
-        for _, row in frame.iterrows()
-    ]
+def _records(frame: pd.DataFrame, columns: list[str] | None = None) -> list[dict]:
+    """Rows as dicts with ``date`` as datetime.date; none when the frame lacks a needed column."""
+    needed = columns or ["date"]
+    if frame.empty or any(c not in frame.columns for c in needed):
+        return []
+    kept = frame[columns] if columns else frame
+    kept = kept.assign(date=pd.to_datetime(kept["date"]).dt.date)
+    return kept.to_dict("records")
+
+
+def _symbol(row: dict) -> str:
+    return str(row["symbol"])
+
+
+def _features(row: dict) -> dict[str, object]:
+    return {"symbol": _symbol(row), **{c: _value(row.get(c)) for c in FEATURE_COLUMNS}}
 
 
 def _value(value: object) -> object:
