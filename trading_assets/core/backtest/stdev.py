@@ -74,9 +74,14 @@ def run_stdev_sleeves(
     start_cash: float,
     commission_rate: float,
     slippage_rate: float,
+    vetoed: np.ndarray | None = None,
 ) -> tuple[TradeRecords, np.ndarray]:
     """Trade every symbol's stdev sleeve; ``multipliers`` is (4, n_sessions) as
-    multipliers.multipliers_by_session. Returns the trades and each row's sleeve equity."""
+    multipliers.multipliers_by_session. ``vetoed`` (bool per bars row, optional): a signal on
+    such a row is suppressed as the ATR cap suppresses one (no entry, the triggered arms used
+    up). Returns the trades and each row's sleeve equity."""
+    if vetoed is None:
+        vetoed = np.zeros(bars.n_rows, dtype=np.bool_)
     base = np.array([params.mr_arm_z, params.mr_trigger_z, params.tc_arm_z, params.tc_trigger_z])
     thresholds = np.ascontiguousarray(base[:, None] * multipliers)
     records = allocate_records(bars.n_rows)
@@ -88,6 +93,7 @@ def run_stdev_sleeves(
         *(bars.column(c) for c in ("open", "high", "low", "close")),
         *(bars.column(c) for c in STDEV_COLUMNS),
         tradable_bars(bars),
+        np.ascontiguousarray(vetoed, dtype=np.bool_),
         thresholds,
         params.atr_percentile_cap,
         params.atr_multiplier_sl,
@@ -105,14 +111,14 @@ def run_stdev_sleeves(
 
 @numba.njit(cache=True, parallel=True)
 def _stdev_sleeves(bounds, date_codes, open_, high, low, close, z, slope, atr, atr_rank, tradable,
-                   thresholds, atr_cap, atr_mult, rr, max_risk, start_cash, commission_rate,
+                   vetoed, thresholds, atr_cap, atr_mult, rr, max_risk, start_cash, commission_rate,
                    slippage_rate, sleeve_equity, counts, entry_row, exit_row, side, setup,
                    exit_reason, shares, entry_price, exit_price, fees, pnl, risk_per_share):  # fmt: skip
     # Symbol k writes its trades into slots bounds[k].. (at most one entry per row).
     for k in numba.prange(bounds.shape[0] - 1):
         counts[k] = _one_sleeve(
             bounds[k], bounds[k + 1], date_codes, open_, high, low, close, z, slope, atr,
-            atr_rank, tradable, thresholds, atr_cap, atr_mult, rr, max_risk, start_cash,
+            atr_rank, tradable, vetoed, thresholds, atr_cap, atr_mult, rr, max_risk, start_cash,
             commission_rate, slippage_rate, sleeve_equity, entry_row, exit_row, side, setup,
             exit_reason, shares, entry_price, exit_price, fees, pnl, risk_per_share,
         )  # fmt: skip
@@ -120,9 +126,9 @@ def _stdev_sleeves(bounds, date_codes, open_, high, low, close, z, slope, atr, a
 
 @numba.njit(cache=True)
 def _one_sleeve(s, e, date_codes, open_, high, low, close, z, slope, atr, atr_rank, tradable,
-                thresholds, atr_cap, atr_mult, rr, max_risk, cash, commission_rate, slippage_rate,
-                sleeve_equity, entry_row, exit_row, side, setup, exit_reason, shares, entry_price,
-                exit_price, fees, pnl, risk_per_share):  # fmt: skip
+                vetoed, thresholds, atr_cap, atr_mult, rr, max_risk, cash, commission_rate,
+                slippage_rate, sleeve_equity, entry_row, exit_row, side, setup, exit_reason,
+                shares, entry_price, exit_price, fees, pnl, risk_per_share):  # fmt: skip
     mr_arm = 0  # +1 armed long (after a low), -1 armed short (after a high), 0 idle
     tc_arm = 0  # +1 armed long (up-trend extreme), -1 armed short
     pending = 0  # side of an entry order waiting for the next tradable open
@@ -189,7 +195,7 @@ def _one_sleeve(s, e, date_codes, open_, high, low, close, z, slope, atr, atr_ra
             if tc_fire != 0:
                 tc_arm = 0
             go = tc_fire if tc_fire != 0 else mr_fire  # TC wins: trade with the trend
-            if go != 0 and atr_rank[i] <= atr_cap:
+            if go != 0 and atr_rank[i] <= atr_cap and not vetoed[i]:
                 pending = go
                 pending_setup = SETUP_TC if tc_fire != 0 else SETUP_MR
                 pending_risk = atr_mult * atr[i]
