@@ -47,6 +47,7 @@ from trading_assets.core.backtest.sleeves import (
     run_signal_sleeves,
 )
 from trading_assets.core.backtest.stdev import STDEV_COLUMNS, run_stdev_sleeves
+from trading_assets.core.backtest.veto import TradeVeto, vetoed_stdev_sleeves
 
 WATCHLIST_MOMENTUM = "watchlist_momentum"
 
@@ -62,6 +63,7 @@ def run_backtest(
     market_environment: pd.DataFrame | None = None,
     watchlist: pd.DataFrame | None = None,
     threshold_multipliers: pd.DataFrame | None = None,
+    trade_veto: TradeVeto | None = None,
 ) -> BacktestResult:
     """Backtest ``strategy`` over ``bars`` (symbol, date, open, high, low, close, volume and
     compute_indicators' columns; rows in any order).
@@ -69,7 +71,8 @@ def run_backtest(
     ``params`` overrides the strategy's parameters by name (params.py). Costs are in basis points
     of the traded notional (commission, each side) and of the price (slippage, market orders).
     ``threshold_multipliers`` (stdev): per-session multipliers of its four z thresholds
-    (multipliers.py; a session without a row uses 1.0).
+    (multipliers.py; a session without a row uses 1.0). ``trade_veto`` (stdev, optional): asked
+    about each signal before it becomes a trade, may veto it (veto.py).
 
     Raises BacktestInputError for an unknown strategy or parameter, a bad value, bars missing a
     column the strategy reads, a null symbol or date, a duplicated (symbol, date); MultiplierError
@@ -109,7 +112,12 @@ def run_backtest(
     }
     if strategy == "stdev":
         by_session = multipliers_by_session(multipliers, prepared.sessions)
-        records, sleeve_equity = run_stdev_sleeves(prepared, resolved, by_session, **costs)
+        if trade_veto is None:
+            records, sleeve_equity = run_stdev_sleeves(prepared, resolved, by_session, **costs)
+        else:
+            records, sleeve_equity = vetoed_stdev_sleeves(
+                prepared, resolved, by_session, trade_veto, **costs
+            )
     else:
         if isinstance(resolved, MaCrossoverParams):
             signal = crossover_signals(
