@@ -197,6 +197,18 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
 
 
+def reading(measured: dict[str, tuple[float, float, float, int]]) -> str:
+    (snap_rate, snap_p99, snap_writer, snap_waits) = measured["snapshot"]
+    (open_rate, open_p99, open_writer, open_waits) = measured["open-per-request"]
+    return (
+        f"Reading: snapshots served {snap_rate / open_rate:.1f}x the requests per second of "
+        f"opening the file per request, p99 {snap_p99:.0f} ms against {open_p99:.0f} ms, and the "
+        f"materialisation beside them took {snap_writer:.0f} s against {open_writer:.0f} s "
+        f"({snap_waits} lock waits against {open_waits}); the rest of its slowdown against the "
+        "run alone is the load's CPU on the same 2 cores."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write-doc", action="store_true")
@@ -211,6 +223,7 @@ def main() -> None:
     args = parser.parse_args()
     header = machine()
     rows, notes = [], []
+    measured: dict[str, tuple[float, float, float, int]] = {}  # mode -> req/s, p99, writer s, waits
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         root = Path(tmp)
         print("building the store (trading-assets main on the sample) ...", flush=True)
@@ -251,6 +264,7 @@ def main() -> None:
                 f"(alone {alone:.1f} s), {w_waits} lock wait(s)"
                 f"{', finished after the load stopped' if overlapped else ''} |"
             )
+            measured[mode] = (len(latencies) / wall, percentile(latencies, 99), w_seconds, w_waits)
             if w_code != 0:
                 notes.append(f"writer with {mode}: {w_tail}")
             print(rows[-1], flush=True)
@@ -279,6 +293,9 @@ def main() -> None:
         "writer waits at most for one copy. `open-per-request` opens the file for every request: "
         "each open takes DuckDB's shared lock, so the writer keeps finding the file held, and "
         "requests made while the writer holds it wait for it (up to 10 s, then 503).",
+        "",
+        reading(measured) + f" Load average {os.getloadavg()[0]:.2f} at the end (other jobs share "
+        "this VM: compare rows of one run).",
         *notes,
     ]
     publish(lines, args.write_doc)
