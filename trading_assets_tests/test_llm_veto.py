@@ -5,6 +5,10 @@ on bars whose atr_pct_rank_252 is above the cap on the vetoed sessions."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,8 +16,12 @@ import pytest
 from trading_assets.core.backtest import run_backtest
 from trading_assets.core.backtest.result import BacktestInputError
 from trading_assets.core.backtest.veto import SIGNAL_COLUMNS
+from trading_assets.llm.analyse import FALLBACK, OK
+from trading_assets.llm.veto import APPROVED, VETOED
+from trading_assets_tests.llm_server import answer, serve_llm
 from trading_assets_tests.test_backtest import EQUITY, assert_trades_equal, real_bars
 from trading_assets_tests.test_backtest_stdev import DAYS, reference_stdev, stdev_bars, z
+from trading_assets_tests.test_market_analysis import GRAPH, build_daily, openai, query, resources
 
 ABOVE_CAP = 100.0  # atr_pct_rank_252 above the default cap (85): the ATR cap suppresses
 
@@ -115,3 +123,87 @@ def test_other_strategies_ignore_the_veto(bars):
     judged = run_backtest(bars, "rsi_mean_reversion", equity=EQUITY, trade_veto=judge)
     pd.testing.assert_frame_equal(judged.trades, plain.trades)
     assert judge.calls == []
+
+
+# --- the LLM as judge, through the stdev_trade_reviews asset ------------------------------------
+
+
+def no_shorts(request):
+    """The stub's judge: vetoes every short signal, approves the rest."""
+    short = '"side": "short"' in request.user
+    reasoning = "no shorts in this market" if short else "fits the trend"
+    return answer(json.dumps({"veto": short, "reasoning": reasoning}), 300, 20)
+
+
+@pytest.fixture(scope="module")
+def daily(tmp_path_factory):
+    return build_daily(tmp_path_factory.mktemp("reviews"))
+
+
+@pytest.fixture
+def db(daily, tmp_path):
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(daily, copy)
+    return copy
+
+
+def review(db, tmp_path, llm, enabled=True):
+    from trading_assets.assets.backtests import backtests
+    from trading_assets.assets.trade_review import stdev_trade_reviews
+
+    return dg.materialize(
+        [*GRAPH, backtests, stdev_trade_reviews],
+        selection=[stdev_trade_reviews],
+        resources={**resources(db, tmp_path / "reports"), "llm": llm},
+        run_config={"ops": {"stdev_trade_reviews": {"config": {"enabled": enabled}}}},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+
+def test_the_review_is_off_by_default_and_asks_nothing(db, tmp_path):
+    with serve_llm(no_shorts) as server:
+        result = review(db, tmp_path, openai(server), enabled=False)
+    assert result.success and server.requests == []
+    # an empty output of untyped columns creates no table (storage contract): none, or no rows
+    tables = query(db, "SELECT table_name FROM information_schema.tables")["table_name"]
+    if "stdev_trade_reviews" in set(tables):
+        assert query(db, "SELECT count(*) AS n FROM stdev_trade_reviews")["n"][0] == 0
+    meta = result.asset_materializations_for_node("stdev_trade_reviews")[0].metadata
+    assert meta["enabled"].value is False and meta["signals"].value == 0
+
+
+def test_the_llm_vetoes_signals_and_the_verdicts_are_stored_with_the_trades(db, tmp_path):
+    with serve_llm(no_shorts) as server:
+        server.queue(answer("approve it", 100, 5))  # the first signal: not JSON
+        result = review(db, tmp_path, openai(server))
+        asked = len(server.requests)
+        rows = query(db, "SELECT * FROM stdev_trade_reviews ORDER BY signal_date, symbol")
+        again = review(db, tmp_path, openai(server))
+        asked_again = len(server.requests) - asked
+    assert result.success and again.success
+    assert len(rows) == asked > 10
+    assert not rows.duplicated(["symbol", "signal_date"]).any()
+    fallback = rows[rows["status"] == FALLBACK]
+    assert len(fallback) == 1 and fallback["verdict"].iloc[0] == APPROVED
+    assert fallback["fallback_reason"].iloc[0].startswith("invalid answer: malformed JSON")
+    judged = rows[rows["status"] == OK]
+    assert set(judged.loc[judged["side"] == "short", "verdict"]) == {VETOED}
+    assert set(judged.loc[judged["side"] == "long", "verdict"]) == {APPROVED}
+    assert set(judged.loc[judged["verdict"] == VETOED, "reasoning"]) == {"no shorts in this market"}
+    # a vetoed signal was never traded; a traded one carries its trade
+    assert not rows.loc[rows["verdict"] == VETOED, "traded"].any()
+    traded = rows[rows["traded"]]
+    assert len(traded) and traded[["entry_price", "shares", "pnl"]].notna().all().all()
+    assert (traded["verdict"] == APPROVED).all()
+    meta = result.asset_materializations_for_node("stdev_trade_reviews")[0].metadata
+    assert meta["vetoed"].value == (rows["verdict"] == VETOED).sum() > 0
+    assert meta["trades_with_veto"].value == len(traded)
+    assert meta["trades_with_veto"].value != meta["trades_without_veto"].value
+    assert meta["input_tokens"].value == 100 + 300 * (asked - 1)
+    # the second run reuses every ok judgement and asks the fallback again
+    assert asked_again == 1
+    meta = again.asset_materializations_for_node("stdev_trade_reviews")[0].metadata
+    assert meta["cache_hits"].value == asked - 1
+    stored = query(db, "SELECT * FROM stdev_trade_reviews ORDER BY signal_date, symbol")
+    assert len(stored) == len(rows) and set(stored["status"]) == {OK}

@@ -69,14 +69,17 @@ def openai(server, **kw) -> LLMResource:
     )
 
 
-@pytest.fixture(scope="module")
-def daily(tmp_path_factory):
-    """The daily graph with the default `none` LLM, warm-up included."""
-    root = tmp_path_factory.mktemp("analysis")
+def build_daily(root):
+    """The daily graph with the default `none` LLM, warm-up included, in ``root``/daily.duckdb."""
     db = root / "daily.duckdb"
     result = materialize(db, root, LLMResource(), start=WARM_UP_START)
     assert result.success
     return db
+
+
+@pytest.fixture(scope="module")
+def daily(tmp_path_factory):
+    return build_daily(tmp_path_factory.mktemp("analysis"))
 
 
 @pytest.fixture

@@ -63,6 +63,16 @@ class Answer:
 
 def parse_answer(text: str) -> Answer:
     """The validated answer in ``text``; AnswerError naming every violation otherwise."""
+    value = json_object(text)
+    problems = _violations(value)
+    if problems:
+        raise AnswerError("; ".join(problems))
+    return Answer(**{key: value[key] for key in ANSWER_SCHEMA["required"]})  # type: ignore[index]
+
+
+def json_object(text: str) -> dict:
+    """The one JSON object in ``text`` (one Markdown code fence around it allowed); AnswerError
+    for malformed JSON or another JSON value."""
     stripped = text.strip()
     fenced = _FENCE.match(stripped)
     if fenced:
@@ -73,10 +83,7 @@ def parse_answer(text: str) -> Answer:
         raise AnswerError(f"malformed JSON ({exc.msg} at char {exc.pos}): {_quote(text)}") from None
     if not isinstance(value, dict):
         raise AnswerError(f"not a JSON object but {type(value).__name__}: {_quote(text)}")
-    problems = _violations(value)
-    if problems:
-        raise AnswerError("; ".join(problems))
-    return Answer(**{key: value[key] for key in ANSWER_SCHEMA["required"]})  # type: ignore[index]
+    return value
 
 
 def _violations(value: dict) -> list[str]:

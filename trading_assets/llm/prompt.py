@@ -109,15 +109,15 @@ def _prompt(
     # strongest RS first (unknown RS last), then by symbol
     watch.sort(
         key=lambda r: (
-            _value(r.get("rs_rating")) is None,
-            -(_value(r.get("rs_rating")) or 0),
+            json_value(r.get("rs_rating")) is None,
+            -(json_value(r.get("rs_rating")) or 0),
             _symbol(r),
         )
     )
     data = {
         "session": session.isoformat(),
         "market_environment": (
-            {name: _value(env.get(name)) for name in ENVIRONMENT_FIELDS} if env else "unknown"
+            {name: json_value(env.get(name)) for name in ENVIRONMENT_FIELDS} if env else "unknown"
         ),
         "benchmarks": [_features(r) for r in benchmarks],
         "watchlist_size": len(listed),
@@ -147,10 +147,10 @@ def _symbol(row: dict) -> str:
 
 
 def _features(row: dict) -> dict[str, object]:
-    return {"symbol": _symbol(row), **{c: _value(row.get(c)) for c in FEATURE_COLUMNS}}
+    return {"symbol": _symbol(row), **{c: json_value(row.get(c)) for c in FEATURE_COLUMNS}}
 
 
-def _value(value: object) -> object:
+def json_value(value: object) -> object:
     """JSON-ready: None for NaN/None, numbers to FEATURE_DIGITS significant digits, else text."""
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return None
