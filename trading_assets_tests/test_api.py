@@ -561,3 +561,54 @@ def test_cors_allows_the_configured_origins(stored):
     assert "access-control-allow-origin" not in other.headers
     anyone = client(*stored).get("/symbols", headers={"Origin": "https://elsewhere.example"})
     assert anyone.headers["access-control-allow-origin"] == "*"
+
+
+CHURN = """
+import sys
+from pathlib import Path
+from trading_assets.storage.duckdb_connection import connect_with_retries
+for i in range(int(sys.argv[2])):
+    # the IO manager's own open: waits (backoff) while a reader holds the file
+    with connect_with_retries(Path(sys.argv[1]), read_only=False, timeout_seconds=60,
+                              base_seconds=0.01) as con:
+        con.execute("INSERT INTO symbols VALUES (?, 'Co', 'IT', false)", [f"S{i}"])
+print("done", flush=True)
+"""
+
+
+def test_readers_during_a_stream_of_writes_all_succeed_and_never_go_back(tmp_path):
+    """A writer in another process commits 40 times through the IO manager's open while four
+    threads keep reading: every request answers 200, each thread sees the universe only grow, the
+    writer never gives up, and once it is done the API sees its last write."""
+    import threading
+
+    db = tmp_path / "churn.duckdb"
+    small_store(db)
+    api = client(
+        db, store=DuckDBSnapshotStore(db, refresh_seconds=0.0, snapshot_dir=tmp_path / "s")
+    )
+    writer = subprocess.Popen(
+        [sys.executable, "-c", CHURN, str(db), "40"], stdout=subprocess.PIPE, text=True
+    )
+    seen: dict[int, list[int]] = {}
+    failures: list[str] = []
+
+    def reader(n: int) -> None:
+        counts = seen.setdefault(n, [])
+        while writer.poll() is None or len(counts) < 20:
+            answer = api.get("/symbols")
+            if answer.status_code != 200:
+                failures.append(answer.text)
+                return
+            counts.append(len(answer.json()["data"]))
+
+    threads = [threading.Thread(target=reader, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert writer.wait(timeout=120) == 0 and writer.stdout.read().strip() == "done"
+    assert failures == []
+    for counts in seen.values():
+        assert counts == sorted(counts), counts  # a later request never sees an older snapshot
+    assert len(symbols_of(api)) == 41

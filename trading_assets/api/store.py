@@ -154,10 +154,6 @@ class DuckDBSnapshotStore:
             ),
         }
 
-    def tables(self) -> set[str]:
-        with self._snapshot() as snap:
-            return set(snap.tables)
-
     def query(self, sql: str, params: Sequence[Any] = (), tables: Sequence[str] = ()) -> Result:
         """Run one parameterised query; ``tables`` must exist (TableMissingError otherwise)."""
         with self._snapshot() as snap:
@@ -265,10 +261,6 @@ class DuckDBDirectStore:
     def describe(self) -> dict[str, Any]:
         return {"kind": "duckdb", "location": str(self.path), "snapshot_taken_at": None}
 
-    def tables(self) -> set[str]:
-        with self._connect() as con:
-            return _tables(con)
-
     def query(self, sql: str, params: Sequence[Any] = (), tables: Sequence[str] = ()) -> Result:
         with self._connect() as con:
             present = _tables(con)
@@ -368,17 +360,6 @@ class S3Store:
             fresh = _Table(etag, dataset, time.monotonic())
         self._tables[name] = fresh
         return fresh
-
-    def tables(self) -> set[str]:
-        from trading_assets.storage.s3_sql import bucket_tables
-
-        client, _ = self._clients()
-        try:
-            return set(bucket_tables(self.bucket, self.prefix, client))
-        except Exception as exc:
-            raise StoreUnavailableError(
-                f"cannot list s3://{self.bucket}/{self.prefix}: {type(exc).__name__}: {exc}"
-            ) from exc
 
     def query(self, sql: str, params: Sequence[Any] = (), tables: Sequence[str] = ()) -> Result:
         for attempt in (1, 2):
