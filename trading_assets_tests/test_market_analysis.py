@@ -301,3 +301,40 @@ def test_multiplier_effect_trades_stdev_with_and_without_the_recorded_multiplier
     assert moved.loc["stdev", "sessions_not_neutral"] == sessions
     assert moved.loc["stdev", "trade_count"] != moved.loc["stdev_neutral", "trade_count"]
     pd.testing.assert_series_equal(moved.loc["stdev_neutral"], neutral.loc["stdev_neutral"])
+
+
+def test_prod_storage_answers_cached_and_read_back_from_s3(aws_env, tmp_path):
+    """The same asset on the prod IO manager (Parquet in moto's S3): the cache and
+    threshold_multipliers read market_analysis' rows back through S3ParquetIOManager.read_rows."""
+    import boto3
+
+    from trading_assets.storage.s3_io import S3ParquetIOManager
+
+    bucket = "llm-analysis-test"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+
+    def run(server):
+        return dg.materialize(
+            GRAPH,
+            resources={
+                **resources(tmp_path / "unused.duckdb", tmp_path / "reports"),
+                "io_manager": S3ParquetIOManager(bucket=bucket, prefix="wh"),
+                "llm": openai(server),
+            },
+            tags={
+                "dagster/asset_partition_range_start": "2024-02-26",
+                "dagster/asset_partition_range_end": END,
+            },
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
+
+    with serve_llm() as server:
+        first = run(server)
+        asked = len(server.requests)
+        second = run(server)
+        asked_again = len(server.requests) - asked
+    assert first.success and second.success
+    assert asked == 10 and asked_again == 0  # two weeks, then every answer from the stored rows
+    meta = second.asset_materializations_for_node("threshold_multipliers")[0].metadata
+    assert meta["sessions_from_llm"].value == 10
