@@ -79,7 +79,7 @@ def test_stored_rows_equal_the_optimizer_on_the_stored_bars(stored):
 
 
 def test_metadata_holds_the_plot_and_the_speed(stored):
-    _, _, result = stored
+    db, _, result = stored
     materialized = {
         e.materialization.asset_key.to_user_string(): e.materialization.metadata
         for e in result.get_asset_materialization_events()
@@ -91,6 +91,10 @@ def test_metadata_holds_the_plot_and_the_speed(stored):
     assert meta["trials_per_second"].value["rsi_mean_reversion"] > 0
     assert "oos_sharpe" in meta["in_vs_out_of_sample"].value
     assert meta["objective"].value == "sharpe"
+    sessions = bars_from(db)["date"].nunique()
+    untested = meta["untested_sessions"].value["rsi_mean_reversion"]
+    assert untested == sessions - 252 - meta["folds"].value * 126
+    assert 0 <= untested < 126
     assert materialized["optimization_trials"]["trials"].value == meta["folds"].value * 6
 
 

@@ -127,7 +127,7 @@ def strategy_optimization(
         "watchlist": stored_watchlist(watchlist),
         "threshold_multipliers": threshold_multipliers if len(threshold_multipliers) else None,
     }
-    trials_out, folds_out, plots, speed = [], [], {}, {}
+    trials_out, folds_out, plots, speed, untested = [], [], {}, {}, {}
     for strategy in context.partition_keys:
         result = optimize_strategy(bars, strategy, search, **engine)
         context.log.info(
@@ -137,6 +137,7 @@ def strategy_optimization(
         trials_out.append(result.trials)
         folds_out.append(result.folds)
         speed[strategy] = round(result.trials_per_second, 2)
+        untested[strategy] = result.untested_sessions
         plots[f"plot_{strategy}"] = dg.MetadataValue.md(
             png_data_uri_markdown(
                 in_vs_out_of_sample_png(result.folds, f"{strategy}: in-sample vs out-of-sample"),
@@ -149,6 +150,8 @@ def strategy_optimization(
         "objective": search.objective,
         "trials_per_fold": search.n_trials,
         "trials_per_second": dg.MetadataValue.json(speed),
+        # sessions after the last whole test window: searched by no fold, tested by none
+        "untested_sessions": dg.MetadataValue.json(untested),
         "symbols": int(bars["symbol"].nunique()),
     }
     yield dg.Output(trials, output_name="optimization_trials",
