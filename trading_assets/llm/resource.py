@@ -20,14 +20,13 @@ from trading_assets.llm.clients import (
     Completer,
     OpenAIChatClient,
 )
-from trading_assets.resources import RunLoggedResource
 
 NONE, OPENAI, BEDROCK = settings.LLMS
 LLM_KINDS = settings.LLMS
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 
-class LLMResource(RunLoggedResource):
+class LLMResource(dg.ConfigurableResource):
     """The model market_analysis asks for each session's threshold multipliers."""
 
     kind: str = Field(default=NONE, description="none | openai | bedrock")

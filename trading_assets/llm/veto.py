@@ -83,8 +83,11 @@ def parse_verdict(text: str) -> tuple[bool, str]:
 
 def signal_prompt(signal: Mapping, environment: Mapping | None, model: str) -> Prompt:
     features = {k: json_value(signal[k]) for k in REVIEW_COLUMNS[:10] if k in signal}
-    features = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in features.items()}
-    env = {f: json_value(environment.get(f)) for f in ENVIRONMENT_FIELDS} if environment else "unknown"
+    env = (
+        {f: json_value(environment.get(f)) for f in ENVIRONMENT_FIELDS}
+        if environment
+        else "unknown"
+    )
     user = (
         f"Session {signal['signal_date'].isoformat()}. Signal: "
         f"{json.dumps(features, sort_keys=True)}\nMarket environment: "
