@@ -8,15 +8,20 @@ from __future__ import annotations
 import dagster as dg
 
 from trading_assets import settings
+from trading_assets.assets.analysis import market_analysis
 from trading_assets.assets.analytics import fundamentals, watchlist
 from trading_assets.assets.backtests import backtests, threshold_multipliers
 from trading_assets.assets.indicators import indicators
 from trading_assets.assets.market import market_environment
+from trading_assets.assets.multiplier_effect import multiplier_effect
+from trading_assets.assets.optimization import strategy_optimization
 from trading_assets.assets.performance import performance_metrics, performance_report, trade_journal
 from trading_assets.assets.prices import raw_prices
+from trading_assets.assets.trade_review import stdev_trade_reviews
 from trading_assets.assets.universe import symbols
 from trading_assets.checks import raw_prices_fresh
 from trading_assets.jobs import ALL_JOBS
+from trading_assets.llm.resource import LLMResource
 from trading_assets.notify import NotifierResource
 from trading_assets.resources import (
     FundamentalsResource,
@@ -45,7 +50,7 @@ def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
 
 
 def common_resources(default_source: str) -> dict[str, object]:
-    """What both deployments share: sources, the user's trades file and the notifier."""
+    """What both deployments share: sources, the user's trades file, the notifier and the LLM."""
     source = settings.choice(settings.PRICE_SOURCE, default_source, settings.PRICE_SOURCES)
     return {
         "price_source": PriceSourceResource(
@@ -69,6 +74,7 @@ def common_resources(default_source: str) -> dict[str, object]:
             ses_recipients=_env_or(settings.SES_RECIPIENTS, None),
             secret_id=_env_or(settings.SECRET_ID, None),
         ),
+        "llm": LLMResource.from_env(),
     }
 
 
@@ -116,11 +122,15 @@ defs = dg.Definitions(
         indicators,
         market_environment,
         watchlist,
+        market_analysis,
         threshold_multipliers,
         backtests,
+        strategy_optimization,
         trade_journal,
         performance_metrics,
         performance_report,
+        multiplier_effect,
+        stdev_trade_reviews,
     ],
     jobs=ALL_JOBS,
     schedules=ALL_SCHEDULES,

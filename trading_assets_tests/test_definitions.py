@@ -76,16 +76,25 @@ def test_bad_configuration_is_a_named_error(monkeypatch, var, value):
 
 def test_the_daily_and_portfolio_jobs_split_the_graph(monkeypatch, tmp_path):
     defs = load_defs(monkeypatch, TRADING_ASSETS_DUCKDB_PATH=str(tmp_path / "x.duckdb"))
-    from trading_assets.jobs import DAILY_SELECTION, PORTFOLIO_SELECTION, PORTFOLIO_SELECTION_NAMES
+    from trading_assets.jobs import (
+        DAILY_SELECTION,
+        OPTIMIZATION_SELECTION,
+        PORTFOLIO_SELECTION,
+        PORTFOLIO_SELECTION_NAMES,
+    )
 
     graph = defs.get_repository_def().asset_graph
     portfolio = {k.to_user_string() for k in PORTFOLIO_SELECTION.resolve(graph)}
     daily = {k.to_user_string() for k in DAILY_SELECTION.resolve(graph)}
     assert portfolio == set(PORTFOLIO_SELECTION_NAMES)  # the CLI's names match the selection
     assert portfolio == {"backtest_trades", "backtest_equity", "trade_journal",
-                         "performance_metrics", "performance_report"}  # fmt: skip
-    assert {"threshold_multipliers", "watchlist", "raw_prices"} <= daily
-    assert not daily & portfolio and daily | portfolio == {
+                         "performance_metrics", "performance_report", "multiplier_effect",
+                         "stdev_trade_reviews"}  # fmt: skip
+    optimization = {k.to_user_string() for k in OPTIMIZATION_SELECTION.resolve(graph)}
+    assert optimization == {"optimization_trials", "strategy_optimization"}
+    assert {"threshold_multipliers", "market_analysis", "watchlist", "raw_prices"} <= daily
+    assert not daily & portfolio and not (daily | portfolio) & optimization
+    assert daily | portfolio | optimization == {
         k.to_user_string() for k in graph.get_all_asset_keys()
     }
     assert defs.resolve_job_def("portfolio_job").partitions_def.get_partition_keys() == [
@@ -102,9 +111,11 @@ def test_every_writing_job_carries_the_writer_tag_the_prod_queue_limits(monkeypa
 
     defs = load_defs(monkeypatch, TRADING_ASSETS_DUCKDB_PATH=str(tmp_path / "x.duckdb"))
     tags = {name: defs.resolve_job_def(name).tags.get("trading_assets/writer")
-            for name in ("main_job", "ingest_job", "weekly_environment_job", "portfolio_job")}  # fmt: skip
+            for name in ("main_job", "ingest_job", "weekly_environment_job", "portfolio_job",
+                         "optimization_job")}  # fmt: skip
     assert tags == {"main_job": "daily", "ingest_job": "daily",
-                    "weekly_environment_job": "daily", "portfolio_job": "portfolio"}  # fmt: skip
+                    "weekly_environment_job": "daily", "portfolio_job": "portfolio",
+                    "optimization_job": "optimization"}  # fmt: skip
     from trading_assets_tests.conftest import PROJECT_ROOT
 
     prod = yaml.safe_load((PROJECT_ROOT / "deploy" / "dagster.yaml").read_text())
