@@ -123,7 +123,11 @@ class Progress:
             if "." in step and step not in self.assets:  # a helper step: counted, not listed
                 stats = self.helpers.setdefault(step.split(".")[0], [0, 0.0, 0.0])
                 duration = event.event_specific_data.duration_ms / 1000
-                stats[0], stats[1], stats[2] = stats[0] + 1, stats[1] + duration, max(stats[2], duration)
+                stats[0], stats[1], stats[2] = (
+                    stats[0] + 1,
+                    stats[1] + duration,
+                    max(stats[2], duration),
+                )
                 return
             for asset, (rows, parts) in (self.assets.get(step) or {step: [-1, 0]}).items():
                 rows_text = f"{rows:>10,} rows" if rows >= 0 else f"{'':>15}"
@@ -221,7 +225,14 @@ def run_range(
         warnings.filterwarnings("ignore", category=category)
     home = ensure_dagster_home()
     from trading_assets.definitions import defs
-    from trading_assets.jobs import MAIN_JOB, PORTFOLIO_JOB, PORTFOLIO_SELECTION
+    from trading_assets.jobs import (
+        DAILY_SELECTION,
+        MAIN_JOB,
+        OPTIMIZATION_JOB,
+        OPTIMIZATION_SELECTION,
+        PORTFOLIO_JOB,
+        PORTFOLIO_SELECTION,
+    )
     from trading_assets.partitions import trading_days
     from trading_assets.runs import fail_dead_runs
     from trading_assets.sensors import RANGE_END, RANGE_START, every_strategy_tags, range_tags
@@ -235,8 +246,16 @@ def run_range(
         .required_multi_asset_neighbors()
         .resolve(repo.asset_graph)
     )
+    selections = {
+        MAIN_JOB: DAILY_SELECTION,
+        PORTFOLIO_JOB: PORTFOLIO_SELECTION,
+        OPTIMIZATION_JOB: OPTIMIZATION_SELECTION,
+    }
+    optimization = keys & OPTIMIZATION_SELECTION.resolve(repo.asset_graph)
+    if select == "*":
+        optimization = set()  # the walk-forward search runs when named, as its job does
     portfolio = keys & PORTFOLIO_SELECTION.resolve(repo.asset_graph)
-    daily = keys - portfolio
+    daily = keys - portfolio - OPTIMIZATION_SELECTION.resolve(repo.asset_graph)
     stages: list[tuple[str, set, dict[str, str]]] = []
     if daily:
         for key in (start, end):
@@ -254,6 +273,11 @@ def run_range(
         stages.append((PORTFOLIO_JOB, portfolio, tags))
         span = f"{tags[RANGE_START]}..{tags[RANGE_END]}"
         scope += f"{'; then ' if scope else ''}{len(portfolio)} portfolio asset(s), strategies {span}, one run"
+    if optimization:
+        tags = range_tags(*strategies) if strategies else every_strategy_tags()
+        stages.append((OPTIMIZATION_JOB, optimization, tags))
+        span = f"{tags[RANGE_START]}..{tags[RANGE_END]}"
+        scope += f"{'; then ' if scope else ''}the walk-forward search, strategies {span}, one run"
 
     progress = Progress(out)
     progress.say(f"trading-assets main: {scope}\nDAGSTER_HOME={home}")
@@ -264,10 +288,17 @@ def run_range(
         for dead in fail_dead_runs(instance):
             progress.say(f"marked dead run {dead.run_id} failed: {dead.reason}")
         for name, stage_keys, tags in stages:
-            job = repo.get_job(name)
-            nodes = {
-                node.name for node in job.get_subset(asset_selection=set(stage_keys)).graph.nodes
+            # Only the job's own checks: without asset_check_selection a subset takes every check
+            # of its assets, raw_prices' freshness check included (the sensor's to run).
+            checks = {
+                key
+                for key in selections[name].resolve_checks(repo.asset_graph)
+                if key.asset_key in stage_keys
             }
+            job = repo.get_job(name).get_subset(
+                asset_selection=set(stage_keys), asset_check_selection=checks
+            )
+            nodes = {node.name for node in job.graph.nodes}
             if results and not results[-1].success:
                 not_run += sorted(nodes)
                 continue
@@ -286,7 +317,6 @@ def run_range(
                         else {}
                     ),
                 },
-                asset_selection=sorted(stage_keys),
                 tags=tags,
                 raise_on_error=False,
             )
@@ -335,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--select",
         default="*",
-        help="asset selection, e.g. 'symbols,raw_prices' (default: everything)",
+        help="asset selection, e.g. 'symbols,raw_prices' (default: everything but the "
+        "walk-forward search, which runs when named: 'optimization_trials,strategy_optimization')",
     )
     backtest = sub.add_parser(
         "backtest",

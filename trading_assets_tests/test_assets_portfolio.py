@@ -338,7 +338,16 @@ def test_trading_assets_main_runs_the_daily_graph_then_the_portfolio(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "portfolio_job: strategies ma_crossover..watchlist_momentum" in done.stdout
     assert "succeeded" in done.stdout and "Reports:" in done.stdout
+    # Only each job's own checks: raw_prices' freshness belongs to its sensor (this old range
+    # would warn stale), and the walk-forward search runs only when named.
+    assert "fresh_for_last_closed_session" not in done.stdout
     assert len(list((tmp_path / "reports").glob("*.html"))) == len(STRATEGIES)
+    with duckdb.connect(str(tmp_path / "t.duckdb"), read_only=True) as con:
+        tables = {
+            row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        }
+    assert {"market_analysis", "multiplier_effect", "backtest_trades"} <= tables
+    assert not tables & {"optimization_trials", "strategy_optimization"}
     runs = dg.DagsterInstance.from_config(str(tmp_path / "home"))
     assert len(runs.get_runs()) == 2
 
