@@ -187,20 +187,10 @@ def backtests(
     watchlist's sized plans. The trades and the daily equity of each strategy are stored under
     its partition; a quarantined bar is a session the strategy cannot trade."""
     bars = strategy_bars(symbols, raw_prices, indicators, config.start, config.end)
-    watchlist = stored_watchlist(watchlist)
+    engine = engine_inputs(config, market_environment, watchlist, threshold_multipliers)
     trades_out, equity_out, summary = [], [], []
     for strategy in context.partition_keys:
-        result = run_backtest(
-            bars,
-            strategy,
-            config.params.get(strategy),
-            equity=config.equity,
-            commission_bps=config.commission_bps,
-            slippage_bps=config.slippage_bps,
-            market_environment=market_environment,
-            watchlist=watchlist,
-            threshold_multipliers=threshold_multipliers if len(threshold_multipliers) else None,
-        )
+        result = run_backtest(bars, strategy, config.params.get(strategy), **engine)
         trades = result.trades.assign(strategy=strategy)
         trades.insert(1, TRADE_ID, range(len(trades)))
         trades_out.append(trades[["strategy", TRADE_ID, *TRADE_COLUMNS[1:]]])
@@ -225,6 +215,24 @@ def backtests(
         metadata={**common, "trades": len(trades_frame)},
     )
     yield dg.Output(equity_frame, output_name="backtest_equity", metadata=common)
+
+
+def engine_inputs(
+    config: BacktestConfig,
+    market_environment: pd.DataFrame,
+    watchlist: pd.DataFrame,
+    threshold_multipliers: pd.DataFrame,
+) -> dict[str, Any]:
+    """run_backtest's keyword inputs from a run's costs and the stored side tables; shared by
+    backtests, strategy_optimization, multiplier_effect and stdev_trade_reviews."""
+    return {
+        "equity": config.equity,
+        "commission_bps": config.commission_bps,
+        "slippage_bps": config.slippage_bps,
+        "market_environment": market_environment,
+        "watchlist": stored_watchlist(watchlist),
+        "threshold_multipliers": threshold_multipliers if len(threshold_multipliers) else None,
+    }
 
 
 def stored_watchlist(watchlist: pd.DataFrame) -> pd.DataFrame:

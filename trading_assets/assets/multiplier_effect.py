@@ -15,7 +15,7 @@ from trading_assets.assets.backtests import (
     PORTFOLIO_GROUP,
     STRATEGY_INS,
     BacktestConfig,
-    stored_watchlist,
+    engine_inputs,
     strategy_bars,
 )
 from trading_assets.core.backtest import run_backtest
@@ -58,14 +58,8 @@ def multiplier_effect(
     return, CAGR, Sharpe, max drawdown, ..., trade count, expectancy in R) and how many sessions
     had a multiplier other than 1.0. Equal rows mean the multipliers changed no trade."""
     bars = strategy_bars(symbols, raw_prices, indicators, config.start, config.end)
-    recorded = threshold_multipliers if len(threshold_multipliers) else None
-    engine = {
-        "equity": config.equity,
-        "commission_bps": config.commission_bps,
-        "slippage_bps": config.slippage_bps,
-        "market_environment": market_environment,
-        "watchlist": stored_watchlist(watchlist),
-    }
+    engine = engine_inputs(config, market_environment, watchlist, threshold_multipliers)
+    recorded = engine.pop("threshold_multipliers")
     not_neutral = (
         int((recorded[list(MULTIPLIER_COLUMNS)] != NEUTRAL).any(axis=1).sum())
         if recorded is not None

@@ -13,7 +13,7 @@ import pandas as pd
 from trading_assets.assets.backtests import (
     PORTFOLIO_GROUP,
     STRATEGY_INS,
-    stored_watchlist,
+    engine_inputs,
     strategy_bars,
     strategy_partitions,
 )
@@ -119,14 +119,7 @@ def strategy_optimization(
         seed=config.seed,
     )
     bars = strategy_bars(symbols, raw_prices, indicators, config.start, config.end)
-    engine = {
-        "equity": config.equity,
-        "commission_bps": config.commission_bps,
-        "slippage_bps": config.slippage_bps,
-        "market_environment": market_environment,
-        "watchlist": stored_watchlist(watchlist),
-        "threshold_multipliers": threshold_multipliers if len(threshold_multipliers) else None,
-    }
+    engine = engine_inputs(config, market_environment, watchlist, threshold_multipliers)
     trials_out, folds_out, plots, speed, untested = [], [], {}, {}, {}
     for strategy in context.partition_keys:
         result = optimize_strategy(bars, strategy, search, **engine)

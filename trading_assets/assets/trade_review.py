@@ -12,7 +12,7 @@ from trading_assets.assets.backtests import (
     PORTFOLIO_GROUP,
     STRATEGY_INS,
     BacktestConfig,
-    stored_watchlist,
+    engine_inputs,
     strategy_bars,
 )
 from trading_assets.core.backtest import run_backtest
@@ -81,14 +81,7 @@ def stdev_trade_reviews(
         pricing=llm.pricing(),
         warn=context.log.warning,
     )
-    engine = {
-        "equity": config.equity,
-        "commission_bps": config.commission_bps,
-        "slippage_bps": config.slippage_bps,
-        "market_environment": market_environment,
-        "watchlist": stored_watchlist(watchlist),
-        "threshold_multipliers": threshold_multipliers if len(threshold_multipliers) else None,
-    }
+    engine = engine_inputs(config, market_environment, watchlist, threshold_multipliers)
     params = config.params.get("stdev")
     judged = run_backtest(bars, "stdev", params, trade_veto=judge, **engine)
     plain = run_backtest(bars, "stdev", params, **engine)
