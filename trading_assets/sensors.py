@@ -61,7 +61,8 @@ SENSOR_LOCK_TIMEOUT_SECONDS = 20.0
 # Calendar days before an open position's entry searched for its signal session's ATR or plan.
 SIGNAL_LOOKBACK_DAYS = 14
 # What backfill_new_symbols materialises: raw_prices with price_revisions (a restated history needs
-# it) and the daily assets downstream of them; the universe is not fetched again.
+# it) and the daily assets downstream of them; the universe is not fetched again, and the LLM's
+# market_analysis (with the threshold_multipliers it feeds) is not asked again for every session.
 NEW_SYMBOL_ASSETS = (
     "raw_prices",
     "price_revisions",

@@ -380,7 +380,13 @@ def test_new_symbol_assets_are_raw_prices_and_the_daily_assets_downstream():
     daily = repo.get_job(MAIN_JOB).asset_layer.executable_asset_keys
     selection = dg.AssetSelection.assets("raw_prices", "price_revisions").downstream()
     downstream = selection.resolve(repo.asset_graph)
-    assert {k.to_user_string() for k in downstream & daily} == set(NEW_SYMBOL_ASSETS)
+    # All but the LLM's analysis and the multipliers it feeds: a symbol added must not ask the
+    # model again about every session of the history (a new watchlist row changes the prompt).
+    assert {k.to_user_string() for k in downstream & daily} == {
+        *NEW_SYMBOL_ASSETS,
+        "market_analysis",
+        "threshold_multipliers",
+    }
 
 
 DAILY_ASSETS = [symbols, raw_prices, indicators, market_environment, fundamentals, watchlist]
