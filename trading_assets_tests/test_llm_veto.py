@@ -161,16 +161,28 @@ def review(db, tmp_path, llm, enabled=True):
     )
 
 
-def test_the_review_is_off_by_default_and_asks_nothing(db, tmp_path):
+def test_the_review_is_off_by_default_asks_nothing_and_keeps_the_stored_reviews(db, tmp_path):
+    def stored():
+        tables = set(query(db, "SELECT table_name FROM information_schema.tables")["table_name"])
+        if "stdev_trade_reviews" not in tables:
+            return None
+        return query(db, "SELECT * FROM stdev_trade_reviews ORDER BY signal_date, symbol")
+
     with serve_llm(no_shorts) as server:
         result = review(db, tmp_path, openai(server), enabled=False)
-    assert result.success and server.requests == []
-    # an empty output of untyped columns creates no table (storage contract): none, or no rows
-    tables = query(db, "SELECT table_name FROM information_schema.tables")["table_name"]
-    if "stdev_trade_reviews" in set(tables):
-        assert query(db, "SELECT count(*) AS n FROM stdev_trade_reviews")["n"][0] == 0
-    meta = result.asset_materializations_for_node("stdev_trade_reviews")[0].metadata
-    assert meta["enabled"].value is False and meta["signals"].value == 0
+        assert result.success and server.requests == []
+        assert result.asset_materializations_for_node("stdev_trade_reviews") == []
+        assert stored() is None  # nothing written
+
+        assert review(db, tmp_path, openai(server)).success
+        before = stored()
+        asked = len(server.requests)
+        # A portfolio run with the default config (off) afterwards: nothing asked, nothing lost.
+        result = review(db, tmp_path, openai(server), enabled=False)
+    assert result.success and len(server.requests) == asked
+    assert result.asset_materializations_for_node("stdev_trade_reviews") == []
+    assert len(before) > 10
+    pd.testing.assert_frame_equal(stored(), before)
 
 
 def test_the_llm_vetoes_signals_and_the_verdicts_are_stored_with_the_trades(db, tmp_path):

@@ -5,6 +5,8 @@ A table of its own beside backtests (as multiplier_effect), so the backtests and
 them keep their columns and need no LLM resource.
 """
 
+from collections.abc import Iterator
+
 import dagster as dg
 import pandas as pd
 
@@ -39,7 +41,8 @@ REVIEWS_STORED = [*REVIEW_COLUMNS, "traded", *TRADE_RESULT]
 
 class TradeReviewConfig(BacktestConfig):
     enabled: bool = False
-    """Ask the LLM about each stdev signal before it becomes a trade (off: an empty table)."""
+    """Ask the LLM about each stdev signal before it becomes a trade (off: nothing is asked and
+    nothing written: the stored reviews, which are also the cache of the LLM's verdicts, stay)."""
 
 
 @dg.asset(
@@ -48,6 +51,7 @@ class TradeReviewConfig(BacktestConfig):
     metadata={"unique_key": ["symbol", "signal_date"], "allow_empty": True},
     ins=STRATEGY_INS,
     deps=["backtest_equity"],
+    output_required=False,
 )
 def stdev_trade_reviews(
     context: dg.AssetExecutionContext,
@@ -60,16 +64,21 @@ def stdev_trade_reviews(
     market_environment: pd.DataFrame,
     watchlist: pd.DataFrame,
     threshold_multipliers: pd.DataFrame,
-) -> dg.Output[pd.DataFrame]:
+) -> Iterator[dg.Output[pd.DataFrame]]:
     """Each stdev signal the LLM judged before it became a trade (enabled in the config, with an
     LLM configured): the signal's features, the verdict (approved / vetoed) and its reasoning,
     status ok or fallback (a failed judgement approves, with its reason), tokens and cost, and,
     where the signal was traded, the trade (entry, exit, shares, pnl, R). A vetoed signal is
     suppressed as the ATR cap suppresses one; the stdev run with the vetoes is in the metadata
-    beside the same run without them."""
+    beside the same run without them. Off (the default), or without an LLM, the step writes
+    nothing: a portfolio run with the default config keeps the reviews an earlier run stored."""
     if not (config.enabled and llm.enabled):
-        empty = pd.DataFrame({c: pd.Series(dtype=object) for c in REVIEWS_STORED})
-        return dg.Output(empty, metadata={"enabled": False, "signals": 0})
+        context.log.info(
+            "stdev_trade_reviews: "
+            + ("off in the config" if not config.enabled else "no LLM configured")
+            + "; nothing asked, the stored reviews are kept"
+        )
+        return
     bars = strategy_bars(symbols, raw_prices, indicators, config.start, config.end)
     model = llm.model_name()
     judge = LLMTradeJudge(
@@ -90,7 +99,7 @@ def stdev_trade_reviews(
     reviews["traded"] = reviews["shares"].notna()
     reviews = reviews[REVIEWS_STORED]
     stats = judge.stats
-    return dg.Output(
+    yield dg.Output(
         reviews,
         metadata={
             "enabled": True,
