@@ -114,12 +114,7 @@ def _metadata(frame: pd.DataFrame, stats: RunStats, kind: str, model: str) -> di
         "statuses": dg.MetadataValue.json(
             {str(k): int(v) for k, v in frame["status"].value_counts().items()}
         ),
-        "calls": stats.calls,
-        "retries": stats.retries,
-        "cache_hits": stats.cache_hits,
-        "input_tokens": stats.input_tokens,
-        "output_tokens": stats.output_tokens,
-        "cost_usd": dg.MetadataValue.float(round(stats.cost_usd, 6)),
+        **stats.usage(),
         "preview": dg.MetadataValue.md(
             shown.tail(PREVIEW_SESSIONS).to_markdown(index=False, floatfmt=".3g")
         ),

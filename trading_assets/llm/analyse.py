@@ -31,6 +31,14 @@ from trading_assets.llm.prompt import Prompt
 
 OK, FALLBACK, OFF = "ok", "fallback", "off"
 STATUSES = (OK, FALLBACK, OFF)
+# What every stored LLM answer records of its call (market_analysis' rows, the trade reviews).
+CALL_COLUMNS: tuple[str, ...] = (
+    "model",
+    "prompt_hash",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+)
 ANALYSIS_COLUMNS: tuple[str, ...] = (
     "date",
     "analysis",
@@ -39,11 +47,7 @@ ANALYSIS_COLUMNS: tuple[str, ...] = (
     "reasoning",
     "status",
     "fallback_reason",
-    "model",
-    "prompt_hash",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
+    *CALL_COLUMNS,
     "raw_answer",
 )
 # threshold_multipliers' `source` of a session set by an ok answer: llm:<model>.
@@ -91,6 +95,17 @@ class RunStats:
     output_tokens: int = 0
     cost_usd: float = 0.0
     fallbacks: dict[str, str] = field(default_factory=dict)
+
+    def usage(self) -> dict[str, int | float]:
+        """The run's calls, retries, cache hits, tokens and cost (USD), for asset metadata."""
+        return {
+            "calls": self.calls,
+            "retries": self.retries,
+            "cache_hits": self.cache_hits,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": round(self.cost_usd, 6),
+        }
 
 
 def complete_with_retries(

@@ -18,7 +18,9 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from trading_assets.core.backtest.veto import SIGNAL_COLUMNS
 from trading_assets.llm.analyse import (
+    CALL_COLUMNS,
     FALLBACK,
     OK,
     Pricing,
@@ -45,26 +47,14 @@ trades a z-score extreme back to the mean, TC trades the pull-back in a trend. V
 signal the market environment or the features make clearly unwise; otherwise approve. Answer \
 with ONE JSON object and nothing else, matching this JSON Schema: \
 {json.dumps(VERDICT_SCHEMA, sort_keys=True)}"""
+# A stored review: the signal as the engine offered it, the verdict, and the call.
 REVIEW_COLUMNS: tuple[str, ...] = (
-    "symbol",
-    "signal_date",
-    "entry_date",
-    "side",
-    "setup",
-    "close",
-    "zscore_20",
-    "ema_slope_20",
-    "atr_14",
-    "atr_pct_rank_252",
+    *SIGNAL_COLUMNS,
     "verdict",
     "status",
     "reasoning",
     "fallback_reason",
-    "model",
-    "prompt_hash",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
+    *CALL_COLUMNS,
 )
 
 
