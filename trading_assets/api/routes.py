@@ -153,6 +153,30 @@ def _has_rows(store: Store, table: str, column: str, value: Any) -> bool:
     return bool(found.rows)
 
 
+def _keyed_series(
+    store: Store,
+    page: Page,
+    table: str,
+    columns: Sequence[str],
+    key: tuple[str, Any],
+    start: str | None,
+    end: str | None,
+    missing: str,
+) -> dict[str, Any]:
+    """One page of ``table``'s ``columns`` for the rows whose ``key`` column equals its value,
+    within start..end, oldest first; 404 ``missing`` when that key has no row at all."""
+    column, value = key
+    conditions, params = date_range(start, end, "date")
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {table}"
+        f"{_where([f'{column} = ?', *conditions])} ORDER BY date"
+    )
+    answer = page.answer(store, sql, [value, *params], [table])
+    if not answer["data"] and not _has_rows(store, table, column, value):
+        raise not_found(missing)
+    return answer
+
+
 def build_router(store: Store, reports: Any, auth: Any, show_location: Any) -> APIRouter:
     """The routes over ``store`` and the report store ``reports`` (``.read(name) -> str | None``).
 
@@ -189,15 +213,10 @@ def build_router(store: Store, reports: Any, auth: Any, show_location: Any) -> A
         symbol: str, page: PageDep, start: DateQuery = None, end: DateQuery = None
     ) -> dict[str, Any]:
         sym = normalize_symbol(symbol)
-        conditions, params = date_range(start, end, "date")
-        sql = (
-            f"SELECT {', '.join(PRICE_COLUMNS)} FROM {RAW_PRICES}"
-            f"{_where(['symbol = ?', *conditions])} ORDER BY date"
-        )
-        answer = page.answer(store, sql, [sym, *params], [RAW_PRICES])
-        if not answer["data"] and not _has_rows(store, RAW_PRICES, "symbol", sym):
-            raise not_found(f"no prices stored for {sym}")
-        return answer
+        return _keyed_series(
+            store, page, RAW_PRICES, PRICE_COLUMNS, ("symbol", sym), start, end,
+            f"no prices stored for {sym}",
+        )  # fmt: skip
 
     @data.get("/indicators/{symbol}", summary="a symbol's indicators, oldest first")
     def indicators(
@@ -221,15 +240,10 @@ def build_router(store: Store, reports: Any, auth: Any, show_location: Any) -> A
                     f"choose from {', '.join(INDICATOR_SELECTABLE)}"
                 )
             chosen = list(dict.fromkeys(chosen))
-        conditions, params = date_range(start, end, "date")
-        sql = (
-            f"SELECT symbol, date, {', '.join(chosen)} FROM {INDICATORS}"
-            f"{_where(['symbol = ?', *conditions])} ORDER BY date"
-        )
-        answer = page.answer(store, sql, [sym, *params], [INDICATORS])
-        if not answer["data"] and not _has_rows(store, INDICATORS, "symbol", sym):
-            raise not_found(f"no indicators stored for {sym}")
-        return answer
+        return _keyed_series(
+            store, page, INDICATORS, ["symbol", "date", *chosen], ("symbol", sym), start, end,
+            f"no indicators stored for {sym}",
+        )  # fmt: skip
 
     @data.get(
         "/environment",
@@ -277,15 +291,10 @@ def build_router(store: Store, reports: Any, auth: Any, show_location: Any) -> A
         strategy: str, page: PageDep, start: DateQuery = None, end: DateQuery = None
     ) -> dict[str, Any]:
         name = _strategy(strategy, STRATEGIES)
-        conditions, params = date_range(start, end, "date")
-        sql = (
-            f"SELECT strategy, date, equity FROM {EQUITY}"
-            f"{_where(['strategy = ?', *conditions])} ORDER BY date"
-        )
-        answer = page.answer(store, sql, [name, *params], [EQUITY])
-        if not answer["data"] and not _has_rows(store, EQUITY, "strategy", name):
-            raise not_found(f"{name} has not been backtested yet")
-        return answer
+        return _keyed_series(
+            store, page, EQUITY, ["strategy", "date", "equity"], ("strategy", name), start, end,
+            f"{name} has not been backtested yet",
+        )  # fmt: skip
 
     @data.get("/performance", summary="the metrics row of each strategy, user and SPY")
     def performance(page: PageDep) -> dict[str, Any]:
