@@ -188,6 +188,18 @@ print(time.perf_counter() - t0)
 """
 
 
+def strategy_inputs() -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
+    """The shared prices, the same joined with compute_indicators' columns, and the side frames
+    the strategies read (market_environment, watchlist), built outside any timing."""
+    prices = load_real()
+    indicators = compute_indicators(prices)
+    bars = prices.merge(indicators, on=["symbol", "date"], validate="one_to_one")
+    environment = compute_market_environment(bars)
+    fundamentals = read_fundamentals_snapshots(shared_market() / FUNDAMENTALS_FILE)
+    watchlist = screen_watchlist(bars, environment, fundamentals)
+    return prices, bars, {"market_environment": environment, "watchlist": watchlist}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -200,13 +212,7 @@ def main() -> None:
     import numba
 
     host = machine()
-    prices = load_real()
-    indicators = compute_indicators(prices)
-    bars = prices.merge(indicators, on=["symbol", "date"], validate="one_to_one")
-    environment = compute_market_environment(bars)
-    fundamentals = read_fundamentals_snapshots(shared_market() / FUNDAMENTALS_FILE)
-    watchlist = screen_watchlist(bars, environment, fundamentals)
-    side = {"market_environment": environment, "watchlist": watchlist}
+    prices, bars, side = strategy_inputs()
 
     with tempfile.TemporaryDirectory(prefix="numba-cold-") as empty_cache:
         cold = first_call_seconds(FIRST_CALL.format(root=str(ROOT)), empty_cache)
@@ -240,7 +246,7 @@ def main() -> None:
         "",
         f"Data: shared prices_daily.parquet, last 2,520 SPY sessions, "
         f"{bars['symbol'].nunique()} symbols, {len(bars):,} rows joined with compute_indicators' "
-        f"columns (date as datetime64); watchlist {len(watchlist):,} rows (built outside the "
+        f"columns (date as datetime64); watchlist {len(side['watchlist']):,} rows (built outside the "
         "timing).",
         f"Machine: {host}. numba {numba.__version__} ({numba.get_num_threads()} threads), "
         f"pandas {pd.__version__}.",

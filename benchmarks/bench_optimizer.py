@@ -25,17 +25,12 @@ import time
 import numpy as np
 import optuna
 import pandas as pd
-from _doc import machine, publish, shared_market  # benchmarks/ is on sys.path
-from bench_backtest import FUNDAMENTALS_FILE
-from bench_indicators import load_real
+from _doc import machine, publish  # benchmarks/ is on sys.path
+from bench_backtest import strategy_inputs
 
 from trading_assets.core.backtest import STRATEGIES, run_backtest
-from trading_assets.core.fundamentals import read_fundamentals_snapshots
-from trading_assets.core.indicators import compute_indicators
 from trading_assets.core.optimize import WalkForwardConfig, optimize_strategy, space_for
 from trading_assets.core.optimize.spaces import suggest
-from trading_assets.core.regime import compute_market_environment
-from trading_assets.core.screen import screen_watchlist
 
 ENGINE_SAMPLES = 7  # training-window backtests timed for the engine's share
 
@@ -68,13 +63,7 @@ def main() -> None:
     strategies = args.strategies.split(",")
 
     host = machine()
-    prices = load_real()
-    indicators = compute_indicators(prices)
-    bars = prices.merge(indicators, on=["symbol", "date"], validate="one_to_one")
-    environment = compute_market_environment(bars)
-    fundamentals = read_fundamentals_snapshots(shared_market() / FUNDAMENTALS_FILE)
-    watchlist = screen_watchlist(bars, environment, fundamentals)
-    side = {"market_environment": environment, "watchlist": watchlist}
+    _, bars, side = strategy_inputs()
     config = WalkForwardConfig(n_trials=args.trials)
     sessions = np.sort(bars["date"].unique())
     # The first training window, its side frames cut to it as optimize_strategy cuts them.
@@ -112,7 +101,7 @@ def main() -> None:
         "",
         f"Data: shared prices_daily.parquet, last 2,520 SPY sessions, "
         f"{bars['symbol'].nunique()} symbols, {len(bars):,} rows joined with compute_indicators' "
-        f"columns; watchlist {len(watchlist):,} rows (built outside the timing). Walk-forward: "
+        f"columns; watchlist {len(side['watchlist']):,} rows (built outside the timing). Walk-forward: "
         f"train {config.train_sessions} sessions, test {config.test_sessions}, rolling; "
         f"{config.n_trials} TPE trials per fold, objective {config.objective}.",
         f"Machine: {host}. optuna {optuna.__version__}, pandas {pd.__version__}.",
